@@ -1,0 +1,238 @@
+"""Typed configuration: one dataclass per component, composed by Hydra from ``conf/`` groups.
+
+Objects are built at the edge (the CLI) from a :class:`Config` and passed down; no module
+reads global configuration. Paths in the config are relative to the project root unless
+absolute; :mod:`mlcycle.config.project` resolves them before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+__all__ = [
+    "BaselineConfig",
+    "Config",
+    "DataConfig",
+    "EvaluateConfig",
+    "GBDTConfig",
+    "LogRegConfig",
+    "MLPConfig",
+    "ModelConfig",
+    "PreprocessConfig",
+    "RandomForestConfig",
+    "RemoteConfig",
+    "SplitConfig",
+    "TrackingConfig",
+    "TrainConfig",
+]
+
+
+@dataclass
+class SplitConfig:
+    """Deterministic, stratified train / validation / test split."""
+
+    # Share of all rows held out as the fixed test set (final evaluation, baselines).
+    test_fraction: float = 0.2
+    # Share of all rows used for validation (parity check, calibration, early choices).
+    val_fraction: float = 0.2
+    # Seed of the split; the same seed and data give the same rows in each split.
+    seed: int = 42
+    # Keep the class mix equal in every split.
+    stratify: bool = True
+
+
+@dataclass
+class DataConfig:
+    """A dataset: a CSV or Parquet file tracked by DVC, and its schema file."""
+
+    # Dataset name; also the default registered model and experiment name.
+    name: str = MISSING
+    # The data file, relative to the project root (CSV or Parquet).
+    path: str = MISSING
+    # Name of the label column.
+    label: str = MISSING
+    # Bundled example that writes the file when it is missing (e.g. "breast_cancer"); null: none.
+    example: str | None = None
+    # Schema file (YAML); null: next to the data file as <stem>.schema.yaml. Inferred on first use.
+    schema_path: str | None = None
+    # File format: auto (from the suffix), csv or parquet.
+    format: str = "auto"
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass
+class ModelConfig:
+    """Common fields of every model family."""
+
+    # Model family: logreg, gbdt, random_forest or mlp.
+    name: str = MISSING
+    # Inverse regularisation strength shared by all families so one sweep can span them:
+    # logreg's C; gbdt's l2_regularization = 1/C; mlp's alpha = 1/C; random_forest has no
+    # penalty term and ignores it (with a warning). null: the family's own default.
+    C: float | None = None
+
+
+@dataclass
+class LogRegConfig(ModelConfig):
+    """Logistic regression (scikit-learn ``LogisticRegression``)."""
+
+    name: str = "logreg"
+    C: float | None = 1.0
+    # Iterations of the solver.
+    max_iter: int = 1000
+    # null or "balanced".
+    class_weight: str | None = None
+
+
+@dataclass
+class GBDTConfig(ModelConfig):
+    """Histogram gradient boosting (scikit-learn ``HistGradientBoostingClassifier``)."""
+
+    name: str = "gbdt"
+    # Depth limit of each tree; null: unlimited (bounded by max_leaf_nodes).
+    max_depth: int | None = None
+    learning_rate: float = 0.1
+    # Boosting iterations (trees per class).
+    max_iter: int = 100
+    max_leaf_nodes: int = 31
+    min_samples_leaf: int = 20
+    l2_regularization: float = 0.0
+    # null or "balanced".
+    class_weight: str | None = None
+
+
+@dataclass
+class RandomForestConfig(ModelConfig):
+    """Random forest (scikit-learn ``RandomForestClassifier``)."""
+
+    name: str = "random_forest"
+    n_estimators: int = 200
+    max_depth: int | None = None
+    min_samples_leaf: int = 1
+    # "sqrt", "log2" or "all".
+    max_features: str = "sqrt"
+    # Parallel jobs for fitting; 1 keeps sweeps with the joblib launcher from oversubscribing.
+    n_jobs: int = 1
+    class_weight: str | None = None
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    """Multi-layer perceptron (scikit-learn ``MLPClassifier``)."""
+
+    name: str = "mlp"
+    hidden_layer_sizes: list[int] = field(default_factory=lambda: [64, 32])
+    # L2 penalty; overridden by 1/C when C is set.
+    alpha: float = 1e-4
+    learning_rate_init: float = 1e-3
+    max_iter: int = 500
+    early_stopping: bool = False
+
+
+@dataclass
+class PreprocessConfig:
+    """Preprocessing that becomes part of the exported ONNX graph."""
+
+    # Imputation of missing numeric values: mean, median or most_frequent.
+    numeric_impute: str = "median"
+    # Standardise numeric features (zero mean, unit variance).
+    scale: bool = True
+    # One-hot encode categoricals; categories unseen in training encode as all zeros.
+    one_hot: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """How a model is trained, checked and registered."""
+
+    # Seed of the estimator; the same seed, data and config give the same model.
+    seed: int = 42
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    # Register the bundle as a new model version with the alias "challenger".
+    register: bool = True
+    # Largest |p_onnx - p_native| allowed on the validation set before export fails.
+    parity_tolerance: float = 1e-4
+    # Rows used by `mlcycle sanity` (overfit check).
+    sanity_rows: int = 32
+    # Training accuracy `mlcycle sanity` expects on those rows.
+    sanity_min_accuracy: float = 0.99
+
+
+@dataclass
+class BaselineConfig:
+    """A reference to compare against: a fixed figure or another model version."""
+
+    # Name shown in the report, e.g. "human" or "previous champion".
+    name: str = MISSING
+    # Metric compared (a key of the test metrics, e.g. f1_macro, accuracy, roc_auc).
+    metric: str = "f1_macro"
+    # A fixed figure (e.g. human-level performance); exclusive with `model`.
+    value: float | None = None
+    # A model to evaluate on the same test set: "models:/NAME@ALIAS", "models:/NAME/VERSION",
+    # "@champion" (this project's registered model) or a bundle folder. Missing models are
+    # reported as skipped, not as errors (the first run has no champion yet).
+    model: str | None = None
+
+
+@dataclass
+class EvaluateConfig:
+    """What evaluation reports."""
+
+    # Metric used to pick the best model and to compute gaps.
+    primary_metric: str = "f1_macro"
+    # Bins of the reliability diagram and of the expected calibration error.
+    calibration_bins: int = 10
+    baselines: list[BaselineConfig] = field(default_factory=list)
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow experiment tracking and model registry."""
+
+    # Tracking URI; null: SQLite in the project (<root>/mlflow.db), no server to start.
+    uri: str | None = None
+    # Experiment name.
+    experiment: str = "${data.name}"
+    # Registered model name.
+    registered_model: str = "${data.name}"
+    # Where run artifacts go when the experiment is created; null: <root>/mlartifacts.
+    # Use s3://bucket/prefix for S3 (set s3_endpoint_url for S3-compatible stores).
+    artifact_location: str | None = None
+    # Endpoint of an S3-compatible store (exported as MLFLOW_S3_ENDPOINT_URL).
+    s3_endpoint_url: str | None = None
+
+
+@dataclass
+class RemoteConfig:
+    """The DVC remote that stores data versions."""
+
+    # Kind: local (a folder) or s3 (any S3-compatible endpoint).
+    kind: str = "local"
+    # DVC remote name.
+    name: str = "storage"
+    # A folder (relative to the project root, or absolute) or s3://bucket/prefix.
+    url: str = ".mlcycle/dvc-remote"
+    # S3-compatible endpoint URL (e.g. http://127.0.0.1:5000); null: AWS.
+    endpoint_url: str | None = None
+    region: str | None = None
+    # Credentials; null: the standard AWS chain (AWS_ACCESS_KEY_ID, profiles, ...). Values
+    # given here are written only to .dvc/config.local, which git ignores, and are redacted
+    # from logged configs.
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+
+
+@dataclass
+class Config:
+    """The composed configuration of one mlcycle command."""
+
+    data: DataConfig = MISSING
+    # One of LogRegConfig, GBDTConfig, RandomForestConfig, MLPConfig.
+    model: Any = MISSING
+    train: TrainConfig = MISSING
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = MISSING
+    remote: RemoteConfig = MISSING
