@@ -89,4 +89,9 @@ class Project:
     @property
     def prepared_dir(self) -> Path:
         """Where ``mlcycle prepare`` writes the train/validation/test splits."""
-        return self.root / "data" / "prepared"
+        return self.root / "prepared"
+
+    @property
+    def resolved_dir(self) -> Path:
+        """Resolved config sections the DVC stages depend on (``mlcycle snapshot``)."""
+        return self.state_dir / "resolved"

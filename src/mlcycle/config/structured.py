@@ -203,6 +203,8 @@ class TrackingConfig:
     artifact_location: str | None = None
     # Endpoint of an S3-compatible store (exported as MLFLOW_S3_ENDPOINT_URL).
     s3_endpoint_url: str | None = None
+    # Extra tags on every MLflow run (e.g. +tracking.tags.team=fraud, ~tracking.tags.owner).
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,0 +1,5 @@
+"""``python -m mlcycle`` runs the CLI."""
+
+from mlcycle.cli import main
+
+main()

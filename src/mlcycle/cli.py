@@ -1,0 +1,235 @@
+"""The ``mlcycle`` command: parse, resolve the project, compose config, call one function.
+
+Two kinds of commands:
+
+* **Hydra commands** (``prepare``, ``train``, ``sanity``, ``fit``, ``evaluate``,
+  ``export``) are Hydra applications: everything after the command name is Hydra's
+  command line (overrides, ``--multirun``, ``--cfg job``, ``--help``, ``-sc``).
+* **Plain commands** (``init``, ``data``, ``models``, ``promote``, ``rollback``,
+  ``demo``, ``completion``) take flags, plus optional ``key=value`` overrides for the
+  config they read (e.g. ``tracking.uri=...``).
+
+Heavy libraries are imported inside the command that needs them, so ``mlcycle --help``
+and tab completion stay quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mlcycle import __version__
+from mlcycle.exceptions import MlcycleError
+
+__all__ = ["HYDRA_COMMANDS", "main"]
+
+# Hydra commands and what they do (the task functions live in mlcycle.tasks).
+HYDRA_COMMANDS: dict[str, str] = {
+    "train": "prepare data, train, evaluate, export a bundle, track and register it",
+    "sanity": "train on a tiny subset and check the model can overfit it",
+    "prepare": "DVC stage: load the dataset, check its schema, write the splits",
+    "fit": "DVC stage: train on the prepared splits",
+    "evaluate": "DVC stage: evaluate the fitted model, write metrics and plots",
+    "export": "DVC stage: export to ONNX with a parity check, write, track and register the bundle",
+    "snapshot": "DVC stage: write the resolved config sections the other stages depend on",
+}
+
+PLAIN_COMMANDS: dict[str, str] = {
+    "init": "create a project: git, DVC, conf/, dvc.yaml pipeline, DVC remote",
+    "data": "add, push, pull or show the status of DVC-tracked data",
+    "models": "list registered model versions, aliases, metrics and history",
+    "promote": "move the 'champion' alias to a model version",
+    "rollback": "move 'champion' back to the previous champion",
+    "demo": "run the end-to-end demo in a fresh project",
+    "completion": "print the bash completion script",
+}
+
+DATA_ACTIONS = ("add", "push", "pull", "status")
+
+
+def _usage() -> str:
+    lines = [f"mlcycle {__version__}: a model's whole life, from versioned data to retraining.",
+             "", "usage: mlcycle COMMAND [ARGS]", "", "commands:"]
+    for name, text in {**PLAIN_COMMANDS, **HYDRA_COMMANDS}.items():
+        lines.append(f"  {name:<11} {text}")
+    lines += [
+        "",
+        "Hydra commands take overrides: mlcycle train model=gbdt model.max_depth=4",
+        "and sweeps: mlcycle train --multirun model=logreg,gbdt hydra/launcher=joblib",
+        "Run 'mlcycle COMMAND --help' for a command's options.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``mlcycle`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return
+    if args[0] in ("-V", "--version", "version"):
+        print(f"mlcycle {__version__}")
+        return
+    command, rest = args[0], args[1:]
+    try:
+        if command in HYDRA_COMMANDS:
+            _run_hydra_command(command, rest)
+        elif command == "__complete":
+            from mlcycle.completion import complete
+
+            complete()
+        elif command in PLAIN_COMMANDS:
+            _PLAIN[command](rest)
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(command, [*PLAIN_COMMANDS, *HYDRA_COMMANDS], 1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            _fail(f"unknown command '{command}'.{hint} Run 'mlcycle --help' to list commands.")
+    except MlcycleError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted")
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _run_hydra_command(command: str, rest: list[str]) -> None:
+    from mlcycle import tasks
+    from mlcycle.config.hydra_app import run
+
+    run(command, tasks.TASKS[command], rest)
+
+
+def _parser(command: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"mlcycle {command}", description=description)
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, as for the Hydra commands (e.g. tracking.uri=http://...)",
+    )
+
+
+def _cmd_init(rest: list[str]) -> None:
+    p = _parser("init", PLAIN_COMMANDS["init"])
+    p.add_argument("directory", type=Path, help="the project folder to create")
+    p.add_argument(
+        "--no-example",
+        action="store_true",
+        help="do not add the bundled example dataset (data=breast_cancer)",
+    )
+    _add_overrides(p)
+    ns = p.parse_args(rest)
+    from mlcycle.project_init import init_project
+
+    init_project(ns.directory, overrides=ns.overrides, with_example=not ns.no_example)
+
+
+def _cmd_data(rest: list[str]) -> None:
+    p = _parser("data", PLAIN_COMMANDS["data"])
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sub.add_parser("add", help="track a data file with DVC and infer its schema")
+    add.add_argument("path", type=Path, help="CSV or Parquet file inside the project")
+    add.add_argument("--label", help="label column (default: data.label of the config)")
+    add.add_argument(
+        "--name", help="dataset name: also writes conf/data/NAME.yaml selecting this file"
+    )
+    _add_overrides(add)
+    for action, text in (
+        ("push", "upload tracked data to the DVC remote"),
+        ("pull", "download tracked data from the DVC remote"),
+        ("status", "show what changed locally and what the remote lacks"),
+    ):
+        _add_overrides(sub.add_parser(action, help=text))
+    ns = p.parse_args(rest)
+    from mlcycle import data_commands
+
+    if ns.action == "add":
+        data_commands.add(ns.path, label=ns.label, name=ns.name, overrides=ns.overrides)
+    else:
+        getattr(data_commands, ns.action)(overrides=ns.overrides)
+
+
+def _cmd_models(rest: list[str]) -> None:
+    p = _parser("models", PLAIN_COMMANDS["models"])
+    p.add_argument("--name", help="registered model (default: tracking.registered_model)")
+    _add_overrides(p)
+    ns = p.parse_args(rest)
+    from mlcycle.registry_commands import show_models
+
+    show_models(name=ns.name, overrides=ns.overrides)
+
+
+def _cmd_promote(rest: list[str]) -> None:
+    p = _parser("promote", PLAIN_COMMANDS["promote"])
+    p.add_argument("version", help="the model version to make champion")
+    p.add_argument("--reason", default="", help="why (kept in the promotion history)")
+    p.add_argument("--name", help="registered model (default: tracking.registered_model)")
+    _add_overrides(p)
+    ns = p.parse_args(rest)
+    from mlcycle.registry_commands import promote
+
+    promote(ns.version, reason=ns.reason, name=ns.name, overrides=ns.overrides)
+
+
+def _cmd_rollback(rest: list[str]) -> None:
+    p = _parser("rollback", PLAIN_COMMANDS["rollback"])
+    p.add_argument("--reason", default="", help="why (kept in the promotion history)")
+    p.add_argument("--name", help="registered model (default: tracking.registered_model)")
+    _add_overrides(p)
+    ns = p.parse_args(rest)
+    from mlcycle.registry_commands import rollback
+
+    rollback(reason=ns.reason, name=ns.name, overrides=ns.overrides)
+
+
+def _cmd_demo(rest: list[str]) -> None:
+    p = _parser("demo", PLAIN_COMMANDS["demo"])
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="project folder to create (default: a new temporary folder, kept afterwards)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=2, help="parallel sweep jobs (joblib launcher); default 2"
+    )
+    ns = p.parse_args(rest)
+    from mlcycle.demo import run_demo
+
+    run_demo(ns.dir, jobs=ns.jobs)
+
+
+def _cmd_completion(rest: list[str]) -> None:
+    p = _parser("completion", PLAIN_COMMANDS["completion"])
+    p.add_argument("shell", choices=["bash"], help="the shell (bash)")
+    p.parse_args(rest)
+    from mlcycle.completion import bash_script
+
+    print(bash_script())
+
+
+_PLAIN: dict[str, Callable[[list[str]], None]] = {
+    "init": _cmd_init,
+    "data": _cmd_data,
+    "models": _cmd_models,
+    "promote": _cmd_promote,
+    "rollback": _cmd_rollback,
+    "demo": _cmd_demo,
+    "completion": _cmd_completion,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,119 @@
+"""``mlcycle data add | push | pull | status``: DVC-tracked data with a schema.
+
+These wrap real DVC; plain ``dvc`` commands keep working on the same project.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from mlcycle.config.hydra_app import compose, to_config
+from mlcycle.config.project import Project
+from mlcycle.config.structured import DataConfig
+from mlcycle.exceptions import DataError
+
+__all__ = ["add", "pull", "push", "status"]
+
+
+def add(
+    path: Path,
+    *,
+    label: str | None = None,
+    name: str | None = None,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Track a data file with DVC, infer its schema, and optionally name it as a dataset.
+
+    Parameters
+    ----------
+    path
+        A CSV or Parquet file. A file outside the project is copied into ``data/``.
+    label
+        The label column; default: ``data.label`` of the composed config.
+    name
+        Dataset name: writes ``conf/data/<name>.yaml`` so ``data=<name>`` selects it.
+    overrides
+        Config overrides.
+
+    Returns
+    -------
+    Path
+        The ``.dvc`` file.
+    """
+    from mlcycle.data import dvc
+    from mlcycle.data.load import load_dataset
+
+    project = Project.discover()
+    cfg = to_config(compose(overrides, project=project))
+    source = path.expanduser().resolve()
+    if not source.is_file():
+        raise DataError(f"data file {path} does not exist; give the path of a CSV or Parquet file")
+    try:
+        rel = source.relative_to(project.root)
+    except ValueError:
+        rel = Path("data") / source.name
+        (project.root / "data").mkdir(exist_ok=True)
+        shutil.copy2(source, project.root / rel)
+        print(f"copied {source} into the project as {rel}")
+    data_cfg = DataConfig(
+        name=name or cfg.data.name,
+        path=str(rel),
+        label=label or cfg.data.label,
+        format=cfg.data.format,
+    )
+    dataset = load_dataset(data_cfg, project)  # checks the data, writes the schema on first use
+    dvc_file = dvc.add(project.root, project.path(rel))
+    if name:
+        conf = project.conf_dir / "data" / f"{name}.yaml"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(
+            "defaults:\n  - /schema/data/dataset@_here_\n  - _self_\n\n"
+            + yaml.safe_dump({"name": name, "path": str(rel), "label": data_cfg.label},
+                             sort_keys=False)
+        )
+        print(f"wrote {conf.relative_to(project.root)}: select it with data={name}")
+    print(
+        f"tracking {rel} with DVC ({dvc_file.name}); {len(dataset)} rows, "
+        f"{len(dataset.schema.features)} features, classes {dataset.schema.classes}, "
+        f"md5 {dataset.version.md5}"
+    )
+    return dvc_file
+
+
+def _remote_project(overrides: list[str] | None) -> tuple[Project, str]:
+    from mlcycle.data import dvc
+
+    project = Project.discover()
+    cfg = to_config(compose(overrides, project=project))
+    dvc.configure_remote(project.root, cfg.remote, project)
+    return project, cfg.remote.name
+
+
+def push(*, overrides: list[str] | None = None) -> None:
+    """Upload DVC-tracked data to the configured remote."""
+    from mlcycle.data import dvc
+
+    project, remote = _remote_project(overrides)
+    dvc.push(project.root, remote)
+    print(f"pushed tracked data to remote '{remote}'")
+
+
+def pull(*, overrides: list[str] | None = None) -> None:
+    """Download DVC-tracked data from the configured remote."""
+    from mlcycle.data import dvc
+
+    project, remote = _remote_project(overrides)
+    dvc.pull(project.root, remote)
+    print(f"pulled tracked data from remote '{remote}'")
+
+
+def status(*, overrides: list[str] | None = None) -> None:
+    """Show local changes to tracked data and what the remote lacks."""
+    from mlcycle.data import dvc
+
+    project, _remote = _remote_project(overrides)
+    report = dvc.status(project.root, cloud=True)
+    print(report if isinstance(report, str) else yaml.safe_dump(report, sort_keys=True))
