@@ -91,7 +91,9 @@ def _versions(root: Path) -> tuple[str, list[dict[str, object]]]:
     name = cfg.tracking.registered_model
     rows: list[dict[str, object]] = []
     for v in registry.list_versions(ctx, name):
-        bundle = project.bundles_dir / name / v.run_id
+        bundle = project.bundles_dir / name / str(v.run_id)
+        if not bundle.is_dir():  # trained elsewhere: fetch it from the registry
+            bundle = registry.resolve_bundle(ctx, f"models:/{name}/{v.version}")
         evaluation = json.loads((bundle / "evaluation.json").read_text())
         rows.append({"version": v.version, "aliases": v.aliases, "bundle": bundle,
                      "family": json.loads((bundle / "lineage.json").read_text())

@@ -28,7 +28,6 @@ from mlcycle.data.split import Splits, split_dataset
 from mlcycle.evaluate.baselines import BaselineResult, compare_to_baselines
 from mlcycle.evaluate.plots import save_plots
 from mlcycle.evaluate.report import evaluate_predictions
-from mlcycle.exceptions import MlcycleError
 from mlcycle.export.bundle import make_signature, write_bundle
 from mlcycle.export.onnx import to_onnx
 from mlcycle.export.parity import ParityReport, check_parity
@@ -149,16 +148,17 @@ def baseline_resolver(
 
     def resolve(ref: str) -> dict[str, Any] | None:
         from mlcycle.bundle import Bundle
+        from mlcycle.exceptions import RegistryError
         from mlcycle.registry import resolve_bundle
         from mlcycle.tracking import configure_tracking
 
         ctx = configure_tracking(cfg.tracking, project)
         try:
             path = resolve_bundle(ctx, ref, name=cfg.tracking.registered_model)
-        except MlcycleError as exc:
+        except RegistryError as exc:  # no such model yet: the baseline is skipped
             log.info("baseline %s not available: %s", ref, exc)
             return None
-        bundle = Bundle.load(path)
+        bundle = Bundle.load(path)  # a broken bundle is an error, not a skip
         if sorted(bundle.classes) != sorted(test.schema.classes):
             log.warning("baseline %s has other classes (%s); skipped", ref, bundle.classes)
             return None

@@ -83,3 +83,20 @@ def test_unknown_group_option_fails_and_lists_the_options(tmp_path: Path) -> Non
     )
     assert proc.returncode != 0
     assert "xgboost" in proc.stderr and "gbdt" in proc.stderr
+
+
+def test_cli_commands_see_the_project_conf(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "config.yaml").write_text(
+        "defaults:\n  - /schema/config@_here_\n  - data: wine\n  - model: gbdt\n"
+        "  - train: default\n  - tracking: local\n  - remote: local\n  - _self_\n"
+    )
+    (conf / "model" / "gbdt.yaml").write_text(
+        "defaults:\n  - /schema/model/gbdt@_here_\n  - _self_\nlearning_rate: 0.05\n"
+    )
+    out = subprocess.run(
+        [*MLCYCLE, "train", "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True,
+        check=True,
+    ).stdout
+    assert "learning_rate: 0.05" in out and "label: cultivar" in out

@@ -17,12 +17,21 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 PACKAGED = "pkg://mlcycle.config.conf"
 
 
+def _normal(path: str) -> str:
+    if path.startswith("pkg://"):
+        return "pkg://" + path[len("pkg://"):].replace("/", ".")
+    return path
+
+
 class MlcycleProjectSearchPath(SearchPathPlugin):
     """Prepend the project's ``conf/`` folder to the search path of mlcycle commands."""
 
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
         """Insert ``file://<root>/conf`` before the packaged ``mlcycle`` configs."""
-        if not any(e.path == PACKAGED for e in search_path.get_path()):
+        # hydra.main spells the packaged path pkg://mlcycle.config/conf, the compose API
+        # pkg://mlcycle.config.conf: accept both.
+        packaged = [e for e in search_path.get_path() if _normal(e.path) == PACKAGED]
+        if not packaged:
             return
         root = os.environ.get("MLCYCLE_PROJECT_ROOT")
         if not root:
@@ -32,5 +41,5 @@ class MlcycleProjectSearchPath(SearchPathPlugin):
             search_path.prepend(
                 provider="mlcycle-project",
                 path=f"file://{conf}",
-                anchor=SearchPathQuery(path=PACKAGED),
+                anchor=SearchPathQuery(provider=packaged[0].provider, path=packaged[0].path),
             )

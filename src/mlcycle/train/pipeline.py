@@ -1,0 +1,228 @@
+"""The preprocessing + estimator pipeline, and the model input layout it is trained on.
+
+The pipeline sees a frame whose columns are exactly ``schema.model_order`` (numeric
+features, then categorical ones) and selects them **by integer position**, so the very
+same ``ColumnTransformer`` converts to an ONNX graph with two inputs, ``numeric``
+(float32 ``[N, n_numeric]``) and ``categorical`` (string ``[N, n_categorical]``); see
+"Model input layout" in ``docs/architecture.md``.
+
+Numeric features are imputed (``preprocess.numeric_impute``) and standardised
+(``preprocess.scale``; skipped for tree families, which are invariant to it and whose
+float32 ONNX thresholds would otherwise disagree with scikit-learn on rows near a split).
+Categorical features are one-hot encoded; ``""`` (missing) is a category like any other,
+and a category unseen in training encodes as all zeros, in scikit-learn and in ONNX alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from mlcycle.config.structured import ModelConfig, PreprocessConfig
+from mlcycle.data.dataset import Dataset
+from mlcycle.data.schema import Schema
+from mlcycle.exceptions import ConfigError, DataError, TrainingError
+from mlcycle.train.estimators import TREE_FAMILIES, make_estimator
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+__all__ = ["INPUT_CATEGORICAL", "INPUT_NUMERIC", "build_pipeline", "model_frame", "onnx_inputs"]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the ONNX input holding the numeric features.
+INPUT_NUMERIC = "numeric"
+#: Name of the ONNX input holding the categorical features.
+INPUT_CATEGORICAL = "categorical"
+
+_IMPUTE = ("mean", "median", "most_frequent")
+
+
+def build_pipeline(
+    schema: Schema, model_cfg: ModelConfig, preprocess: PreprocessConfig, seed: int
+) -> Pipeline:
+    """The unfitted pipeline ``preprocess`` (a ColumnTransformer) → ``model``.
+
+    Parameters
+    ----------
+    schema
+        Features of the data; the pipeline expects a frame in ``schema.model_order``
+        (build it with :func:`model_frame`).
+    model_cfg
+        The model family and its hyperparameters.
+    preprocess
+        Imputation, scaling and categorical encoding.
+    seed
+        ``random_state`` of the estimator.
+
+    Returns
+    -------
+    Pipeline
+        Steps ``preprocess`` and ``model``.
+
+    Raises
+    ------
+    TrainingError
+        The schema has text features (not supported by the scikit-learn trainer yet) or
+        no numeric or categorical feature at all.
+    ConfigError
+        Unknown ``numeric_impute`` or model family.
+
+    Examples
+    --------
+    >>> from mlcycle.config.structured import LogRegConfig, PreprocessConfig
+    >>> from mlcycle.data.schema import FeatureSpec, Schema
+    >>> s = Schema("y", ["a", "b"], [FeatureSpec("c", "categorical"), FeatureSpec("x", "numeric")])
+    >>> p = build_pipeline(s, LogRegConfig(), PreprocessConfig(), seed=0)
+    >>> [(name, cols) for name, _, cols in p.named_steps["preprocess"].transformers]
+    [('numeric', [0]), ('categorical', [1])]
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    if schema.text:
+        names = ", ".join(f.name for f in schema.text)
+        raise TrainingError(
+            f"text features are not supported by the scikit-learn trainer yet: {names}. "
+            "Declare them as `kind: categorical` in the schema file if they hold a few "
+            "repeated values, or drop them from the data (or the schema) to train without them"
+        )
+    n_num, n_cat = len(schema.numeric), len(schema.categorical)
+    if n_num + n_cat == 0:
+        raise TrainingError("the schema has no numeric or categorical feature to train on")
+    if preprocess.numeric_impute not in _IMPUTE:
+        raise ConfigError(
+            f"train.preprocess.numeric_impute is {preprocess.numeric_impute!r}; "
+            f"use one of {', '.join(_IMPUTE)}"
+        )
+
+    transformers: list[tuple[str, Any, list[int]]] = []
+    if n_num:
+        steps: list[tuple[str, Any]] = [
+            (
+                "impute",
+                SimpleImputer(strategy=preprocess.numeric_impute, keep_empty_features=True),
+            )
+        ]
+        if preprocess.scale and model_cfg.name not in TREE_FAMILIES:
+            steps.append(("scale", StandardScaler()))
+        elif preprocess.scale:
+            logger.debug("not scaling numeric features: %s is scale-invariant", model_cfg.name)
+        transformers.append((INPUT_NUMERIC, Pipeline(steps), list(range(n_num))))
+    if n_cat:
+        encoder: Any
+        if preprocess.one_hot:
+            encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        else:
+            encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+        transformers.append((INPUT_CATEGORICAL, encoder, list(range(n_num, n_num + n_cat))))
+
+    column_transformer = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    return Pipeline(
+        [("preprocess", column_transformer), ("model", make_estimator(model_cfg, seed))]
+    )
+
+
+def model_frame(data: Dataset | pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """The features in the layout the pipeline is trained on.
+
+    Parameters
+    ----------
+    data
+        A :class:`~mlcycle.data.dataset.Dataset` or any frame holding the schema's
+        numeric and categorical features (other columns are ignored).
+    schema
+        Which columns are numeric and categorical.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``schema.model_order``: numeric as float32 (missing as NaN), then
+        categorical as ``str`` objects (missing as ``""``).
+
+    Raises
+    ------
+    DataError
+        A feature is missing from the frame, or a numeric feature holds non-numbers.
+
+    Examples
+    --------
+    >>> from mlcycle.data.schema import FeatureSpec, Schema
+    >>> s = Schema("y", ["a", "b"], [FeatureSpec("c", "categorical"), FeatureSpec("x", "numeric")])
+    >>> model_frame(pd.DataFrame({"c": ["u", None], "x": [1, None]}), s).to_dict("list")
+    {'x': [1.0, nan], 'c': ['u', '']}
+    """
+    frame = data.frame if isinstance(data, Dataset) else data
+    missing = [c for c in schema.model_order if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"the data lacks the feature column(s) {missing}; the schema expects "
+            f"{schema.model_order}"
+        )
+    columns: dict[str, Any] = {}
+    for f in schema.numeric:
+        columns[f.name] = _numeric(frame[f.name].to_numpy(), f.name)
+    for f in schema.categorical:
+        columns[f.name] = pd.Series(_strings(frame[f.name].to_numpy()), dtype=object)
+    out = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    return out[schema.model_order]
+
+
+def onnx_inputs(frame: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray[Any, Any]]:
+    """The ONNX graph's inputs for ``frame``: ``numeric`` and ``categorical`` arrays.
+
+    Parameters
+    ----------
+    frame
+        A frame holding the schema's features (e.g. from :func:`model_frame`).
+    schema
+        Which columns are numeric and categorical.
+
+    Returns
+    -------
+    dict
+        ``numeric``: float32 ``[N, n_numeric]``; ``categorical``: object array of ``str``
+        ``[N, n_categorical]`` with missing as ``""``. An input whose group is empty is
+        left out.
+
+    Examples
+    --------
+    >>> from mlcycle.data.schema import FeatureSpec, Schema
+    >>> s = Schema("y", ["a", "b"], [FeatureSpec("x", "numeric")])
+    >>> onnx_inputs(pd.DataFrame({"x": [1.5, 2.0]}), s)["numeric"].tolist()
+    [[1.5], [2.0]]
+    """
+    mf = model_frame(frame, schema)
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    if schema.numeric:
+        cols = [f.name for f in schema.numeric]
+        out[INPUT_NUMERIC] = np.ascontiguousarray(mf[cols].to_numpy(dtype=np.float32))
+    if schema.categorical:
+        cols = [f.name for f in schema.categorical]
+        out[INPUT_CATEGORICAL] = mf[cols].to_numpy(dtype=object)
+    return out
+
+
+def _numeric(values: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
+    if values.dtype == np.float32:
+        return values
+    try:
+        numbers = pd.to_numeric(pd.Series(values), errors="raise")
+        return np.asarray(numbers.to_numpy(dtype=np.float32, na_value=np.nan))
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"numeric feature '{name}' holds values that are not numbers ({exc}); "
+            "fix the data or declare the feature as categorical in the schema"
+        ) from None
+
+
+def _strings(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    out = np.asarray(values, dtype=object).copy()
+    out[pd.isna(out)] = ""
+    return out.astype(str).astype(object)

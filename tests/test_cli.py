@@ -1,0 +1,191 @@
+"""The real ``mlcycle`` command in temporary projects, as a user runs it.
+
+One project is created and trained once per module (``trained_project``); the tests then
+read what a user would see: git, DVC, the bundle, MLflow runs, the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+MLCYCLE = [str(BIN / "mlcycle")] if (BIN / "mlcycle").exists() else [
+    sys.executable, "-m", "mlcycle"
+]
+
+
+def run(args: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess[
+    str
+]:
+    """Run ``mlcycle ARGS`` in ``cwd`` and return the finished process."""
+    full_env = {k: v for k, v in os.environ.items() if k != "MLCYCLE_PROJECT_ROOT"}
+    full_env["PATH"] = f"{BIN}:{full_env.get('PATH', '')}"
+    full_env.update(env)
+    proc = subprocess.run(
+        [*MLCYCLE, *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"mlcycle {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A project made by ``mlcycle init`` and trained once with the defaults."""
+    root = tmp_path_factory.mktemp("cli") / "proj"
+    run(["init", str(root)], cwd=root.parent)
+    run(["train"], cwd=root)
+    yield root
+
+
+def test_init_creates_git_dvc_conf_pipeline_and_tracked_example(trained_project: Path) -> None:
+    root = trained_project
+    assert (root / ".git").is_dir() and (root / ".dvc").is_dir()
+    assert (root / "conf" / "config.yaml").is_file()
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    assert {"prepare", "train", "evaluate", "export"} <= set(stages)
+    assert all("mlcycle" in s["cmd"] for s in stages.values())
+    assert (root / "data" / "breast_cancer.csv.dvc").is_file()
+    assert (root / "data" / "breast_cancer.schema.yaml").is_file()
+    tracked = git(root, "ls-files").splitlines()
+    assert "data/breast_cancer.csv.dvc" in tracked and "data/breast_cancer.csv" not in tracked
+    assert git(root, "log", "--oneline").count("\n") == 0  # exactly one commit
+
+
+def test_train_writes_a_complete_bundle(trained_project: Path) -> None:
+    bundles = list((trained_project / "bundles" / "breast_cancer").iterdir())
+    assert len(bundles) == 1
+    bundle = bundles[0]
+    for name in ("model.onnx", "signature.json", "profile.json", "evaluation.json",
+                 "lineage.json", "MANIFEST.json"):
+        assert (bundle / name).is_file(), name
+    assert len(list((bundle / "plots").glob("*.png"))) == 4
+    lineage = json.loads((bundle / "lineage.json").read_text())
+    assert lineage["git"]["commit"] == git(trained_project, "rev-parse", "HEAD")
+    assert lineage["git"]["dirty"] is False
+    dvc_md5 = yaml.safe_load((trained_project / "data" / "breast_cancer.csv.dvc").read_text())[
+        "outs"][0]["md5"]
+    assert lineage["data"]["md5"] == dvc_md5 and lineage["data"]["tracked"] is True
+    evaluation = json.loads((bundle / "evaluation.json").read_text())
+    assert evaluation["splits"]["test"]["f1_macro"] > 0.9
+    assert evaluation["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_training_run_is_in_mlflow_with_params_tags_and_artifacts(trained_project: Path) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{trained_project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("breast_cancer")
+    assert exp is not None
+    assert exp.artifact_location.startswith("file://")
+    assert str(trained_project) in exp.artifact_location
+    (run_info,) = client.search_runs([exp.experiment_id])
+    assert run_info.data.params["model.name"] == "logreg"
+    assert run_info.data.tags["mlcycle.git_commit"] == git(trained_project, "rev-parse", "HEAD")
+    assert "mlcycle.data_md5" in run_info.data.tags
+    assert run_info.data.metrics["test.f1_macro"] > 0.9
+    artifacts = {a.path for a in client.list_artifacts(run_info.info.run_id)}
+    assert {"bundle", "config.yaml"} <= artifacts
+
+
+def test_models_promote_rollback_cycle(trained_project: Path) -> None:
+    out = run(["models"], cwd=trained_project).stdout
+    assert "challenger" in out
+    run(["promote", "1", "--reason", "first model"], cwd=trained_project)
+    run(["train", "model=gbdt", "model.max_iter=30"], cwd=trained_project)
+    run(["promote", "2", "--reason", "better"], cwd=trained_project)
+    assert "champion" in run(["models"], cwd=trained_project).stdout
+    run(["rollback", "--reason", "regression"], cwd=trained_project)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{trained_project / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias("breast_cancer", "champion").version) == "1"
+    history = run(["models"], cwd=trained_project).stdout
+    assert "regression" in history and "better" in history
+    again = run(["rollback"], cwd=trained_project, check=False)
+    assert again.returncode != 0 and "roll back" in again.stderr
+
+
+def test_promote_unknown_version_fails_cleanly(trained_project: Path) -> None:
+    proc = run(["promote", "99"], cwd=trained_project, check=False)
+    assert proc.returncode == 2
+    assert "99" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sanity_passes_for_defaults_and_fails_for_a_crippled_model(trained_project: Path) -> None:
+    assert "PASSED" in run(["sanity"], cwd=trained_project).stdout
+    weak = run(["sanity", "model.C=0.000001"], cwd=trained_project, check=False)
+    assert weak.returncode == 1 and "FAILED" in weak.stdout
+
+
+def test_multirun_sweep_lands_in_one_experiment(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    run(["init", str(root)], cwd=tmp_path)
+    run(["train", "--multirun", "model=logreg,gbdt", "model.C=0.1,1", "model.max_iter=20",
+         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], cwd=root)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("breast_cancer")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 4
+    assert {r.data.params["model.name"] for r in runs} == {"logreg", "gbdt"}
+    assert {r.data.params["model.C"] for r in runs} == {"0.1", "1.0"}
+    versions = client.search_model_versions("name='breast_cancer'")
+    assert len(versions) == 4
+
+
+def test_dvc_repro_runs_the_pipeline_and_reruns_only_what_changed(tmp_path: Path) -> None:
+    root = tmp_path / "pipe"
+    run(["init", str(root)], cwd=tmp_path)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLCYCLE_PROJECT_ROOT", None)
+
+    def repro() -> str:
+        proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    first = repro()
+    for stage in ("prepare", "train", "evaluate", "export"):
+        assert f"Running stage '{stage}'" in first
+    assert (root / "bundle" / "model.onnx").is_file()
+    assert json.loads((root / "reports" / "metrics.json").read_text())["test"]["f1_macro"] > 0.9
+    second = repro()
+    assert "Running stage 'train'" not in second and "Running stage 'prepare'" not in second
+    conf = root / "conf" / "config.yaml"
+    conf.write_text(conf.read_text().replace("- model: logreg", "- model: gbdt"))
+    third = repro()
+    assert "Running stage 'prepare'" not in third
+    assert "Running stage 'train'" in third and "Running stage 'export'" in third
+
+
+def test_data_push_delete_pull_restores_the_same_bytes(trained_project: Path) -> None:
+    data = trained_project / "data" / "breast_cancer.csv"
+    before = data.read_bytes()
+    run(["data", "push"], cwd=trained_project)
+    data.unlink()
+    subprocess.run(["rm", "-rf", str(trained_project / ".dvc" / "cache")], check=True)
+    run(["data", "pull"], cwd=trained_project)
+    assert data.read_bytes() == before

@@ -1,0 +1,27 @@
+"""The main job: ``mlcycle demo`` runs the whole lifecycle core in a fresh project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import run
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_end_to_end_and_promotes_the_best_model(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    out = run(["demo", "--dir", str(root)], cwd=tmp_path).stdout
+    for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6"):
+        assert step in out
+    assert "summary" in out and "demo finished" in out and "mlflow ui" in out
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    versions = client.search_model_versions("name='breast_cancer'")
+    assert len(versions) == 2
+    champion = client.get_model_version_by_alias("breast_cancer", "champion")
+    assert champion.version in {v.version for v in versions}
+    assert (root / ".mlcycle" / "dvc-remote").is_dir()  # the data version was pushed

@@ -1,0 +1,101 @@
+"""Datasets and configs for the train, export and bundle tests, built in memory.
+
+No data loader and no downloads: sklearn's bundled datasets and a synthetic mixed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mlcycle.config.structured import (
+    GBDTConfig,
+    LogRegConfig,
+    MLPConfig,
+    ModelConfig,
+    RandomForestConfig,
+)
+from mlcycle.data.dataset import Dataset, DataVersion
+from mlcycle.data.schema import FeatureSpec, Schema
+
+
+def make_dataset(frame: pd.DataFrame, y: np.ndarray, schema: Schema) -> Dataset:
+    return Dataset(
+        frame=frame.reset_index(drop=True),
+        y=np.asarray(y).astype(str),
+        schema=schema,
+        version=DataVersion(md5="x", path="p", tracked=False, size=0),
+        path=Path("p"),
+    )
+
+
+def sklearn_dataset(loader: Callable[..., object]) -> Dataset:
+    bunch = loader(as_frame=True)
+    frame = bunch.data.astype(np.float32)
+    names = bunch.target_names
+    y = np.array([str(names[i]) for i in bunch.target])
+    schema = Schema("target", sorted(set(y)), [FeatureSpec(c, "numeric") for c in frame.columns])
+    return make_dataset(frame, y, schema)
+
+
+def mixed_dataset(n: int = 400, seed: int = 0) -> Dataset:
+    """Numeric + categorical features (schema order interleaved), missing values in both,
+    three classes."""
+    rng = np.random.default_rng(seed)
+    num = rng.normal(size=(n, 3)).astype(np.float32)
+    num[rng.random((n, 3)) < 0.1] = np.nan
+    color = rng.choice(["red", "green", "blue", ""], size=n, p=[0.35, 0.3, 0.25, 0.1])
+    size = rng.choice(["S", "M", "L", ""], size=n, p=[0.3, 0.3, 0.3, 0.1])
+    score = (
+        np.nan_to_num(num[:, 0])
+        + 1.5 * (color == "red")
+        - 1.0 * (size == "S")
+        + 0.3 * rng.normal(size=n)
+    )
+    y = np.where(score > 0.7, "high", np.where(score > -0.4, "mid", "low"))
+    frame = pd.DataFrame(
+        {
+            "x0": num[:, 0],
+            "color": pd.Series(color, dtype=object),
+            "x1": num[:, 1],
+            "size": pd.Series(size, dtype=object),
+            "x2": num[:, 2],
+        }
+    )
+    schema = Schema(
+        "y",
+        ["high", "low", "mid"],
+        [
+            FeatureSpec("x0", "numeric", nullable=True),
+            FeatureSpec(
+                "color", "categorical", "string", categories=["blue", "green", "red"], nullable=True
+            ),
+            FeatureSpec("x1", "numeric", nullable=True),
+            FeatureSpec("size", "categorical", "string", categories=["L", "M", "S"], nullable=True),
+            FeatureSpec("x2", "numeric", nullable=True),
+        ],
+    )
+    return make_dataset(frame, y, schema)
+
+
+def fast_config(family: str, **overrides: object) -> ModelConfig:
+    """A small, quick config of ``family`` (defaults otherwise)."""
+    base: dict[str, ModelConfig] = {
+        "logreg": LogRegConfig(),
+        "gbdt": GBDTConfig(max_iter=10),
+        "random_forest": RandomForestConfig(n_estimators=20),
+        "mlp": MLPConfig(hidden_layer_sizes=[16], max_iter=200),
+    }
+    cfg = base[family]
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def split(ds: Dataset, train_share: float = 0.7, seed: int = 0) -> tuple[Dataset, Dataset]:
+    idx = np.random.default_rng(seed).permutation(len(ds))
+    cut = int(len(ds) * train_share)
+    return ds.subset(idx[:cut]), ds.subset(idx[cut:])
