@@ -19,14 +19,14 @@ import yaml
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-MLCYCLE = [str(BIN / "mlcycle")] if (BIN / "mlcycle").exists() else [
-    sys.executable, "-m", "mlcycle"
-]
+MLCYCLE = (
+    [str(BIN / "mlcycle")] if (BIN / "mlcycle").exists() else [sys.executable, "-m", "mlcycle"]
+)
 
 
-def run(args: list[str], cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess[
-    str
-]:
+def run(
+    args: list[str], cwd: Path, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run ``mlcycle ARGS`` in ``cwd`` and return the finished process."""
     full_env = {k: v for k, v in os.environ.items() if k != "MLCYCLE_PROJECT_ROOT"}
     full_env["PATH"] = f"{BIN}:{full_env.get('PATH', '')}"
@@ -75,15 +75,22 @@ def test_train_writes_a_complete_bundle(trained_project: Path) -> None:
     bundles = list((trained_project / "bundles" / "breast_cancer").iterdir())
     assert len(bundles) == 1
     bundle = bundles[0]
-    for name in ("model.onnx", "signature.json", "profile.json", "evaluation.json",
-                 "lineage.json", "MANIFEST.json"):
+    for name in (
+        "model.onnx",
+        "signature.json",
+        "profile.json",
+        "evaluation.json",
+        "lineage.json",
+        "MANIFEST.json",
+    ):
         assert (bundle / name).is_file(), name
     assert len(list((bundle / "plots").glob("*.png"))) == 4
     lineage = json.loads((bundle / "lineage.json").read_text())
     assert lineage["git"]["commit"] == git(trained_project, "rev-parse", "HEAD")
     assert lineage["git"]["dirty"] is False
     dvc_md5 = yaml.safe_load((trained_project / "data" / "breast_cancer.csv.dvc").read_text())[
-        "outs"][0]["md5"]
+        "outs"
+    ][0]["md5"]
     assert lineage["data"]["md5"] == dvc_md5 and lineage["data"]["tracked"] is True
     evaluation = json.loads((bundle / "evaluation.json").read_text())
     assert evaluation["splits"]["test"]["f1_macro"] > 0.9
@@ -140,8 +147,18 @@ def test_sanity_passes_for_defaults_and_fails_for_a_crippled_model(trained_proje
 def test_multirun_sweep_lands_in_one_experiment(tmp_path: Path) -> None:
     root = tmp_path / "sweep"
     run(["init", str(root)], cwd=tmp_path)
-    run(["train", "--multirun", "model=logreg,gbdt", "model.C=0.1,1", "model.max_iter=20",
-         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], cwd=root)
+    run(
+        [
+            "train",
+            "--multirun",
+            "model=logreg,gbdt",
+            "model.C=0.1,1",
+            "model.max_iter=20",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+        ],
+        cwd=root,
+    )
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
@@ -162,8 +179,14 @@ def test_dvc_repro_runs_the_pipeline_and_reruns_only_what_changed(tmp_path: Path
     env.pop("MLCYCLE_PROJECT_ROOT", None)
 
     def repro() -> str:
-        proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 

@@ -72,11 +72,12 @@ def test_missing_label_column(project: Path) -> None:
 
 def test_non_numeric_text_names_column_and_row_count(project: Path) -> None:
     rel = write_variant(project, "bad_numeric", "text-in-numeric")
-    shutil.copy(project / "data" / "breast_cancer.schema.yaml",
-                project / "data" / "bad_numeric.schema.yaml")
+    shutil.copy(
+        project / "data" / "breast_cancer.schema.yaml", project / "data" / "bad_numeric.schema.yaml"
+    )
     proc = run(["train", f"data.path={rel}", "data.example=null"], project, check=False)
     assert proc.returncode == 2
-    assert_clean_failure(proc.stderr, "mean radius", "3 rows")
+    assert_clean_failure(proc.stderr, "mean radius", "3 row")
     assert_nothing_registered(project)
 
 
@@ -109,8 +110,9 @@ def test_corrupted_onnx_in_a_baseline_bundle(project: Path, tmp_path: Path) -> N
     (bundle / "model.onnx").write_bytes(b"not an onnx model")
     (bundle / "signature.json").write_text("{}")
     (bundle / "MANIFEST.json").write_text('{"format_version": 1, "files": {}}')
-    proc = run(["train", f"evaluate.baselines=[{{name: old, model: '{bundle}'}}]"],
-               project, check=False)
+    proc = run(
+        ["train", f"evaluate.baselines=[{{name: old, model: '{bundle}'}}]"], project, check=False
+    )
     assert proc.returncode == 2
     assert_clean_failure(proc.stderr, "broken")
     assert_nothing_registered(project)
@@ -125,8 +127,18 @@ def test_unknown_config_key_and_bad_value_type(project: Path) -> None:
 
 def test_unreachable_dvc_remote(project: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
-    proc = run(["data", "push", "remote=s3", "remote.url=s3://nowhere/data",
-                f"remote.endpoint_url={endpoint}"], project, check=False,
-               AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y")
+    proc = run(
+        [
+            "data",
+            "push",
+            "remote=s3",
+            "remote.url=s3://nowhere/data",
+            f"remote.endpoint_url={endpoint}",
+        ],
+        project,
+        check=False,
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="y",
+    )
     assert proc.returncode == 2
     assert_clean_failure(proc.stderr, "storage")

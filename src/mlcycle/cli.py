@@ -51,8 +51,13 @@ DATA_ACTIONS = ("add", "push", "pull", "status")
 
 
 def _usage() -> str:
-    lines = [f"mlcycle {__version__}: a model's whole life, from versioned data to retraining.",
-             "", "usage: mlcycle COMMAND [ARGS]", "", "commands:"]
+    lines = [
+        f"mlcycle {__version__}: a model's whole life, from versioned data to retraining.",
+        "",
+        "usage: mlcycle COMMAND [ARGS]",
+        "",
+        "commands:",
+    ]
     for name, text in {**PLAIN_COMMANDS, **HYDRA_COMMANDS}.items():
         lines.append(f"  {name:<11} {text}")
     lines += [

@@ -71,8 +71,9 @@ def add(
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text(
             "defaults:\n  - /schema/data/dataset@_here_\n  - _self_\n\n"
-            + yaml.safe_dump({"name": name, "path": str(rel), "label": data_cfg.label},
-                             sort_keys=False)
+            + yaml.safe_dump(
+                {"name": name, "path": str(rel), "label": data_cfg.label}, sort_keys=False
+            )
         )
         print(f"wrote {conf.relative_to(project.root)}: select it with data={name}")
     print(

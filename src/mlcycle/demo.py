@@ -56,21 +56,39 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
     console.print(f"[bold]mlcycle demo[/bold] in {root}")
     total = 6
     root.parent.mkdir(parents=True, exist_ok=True)
-    _step(console, 1, total, "create the project (git, DVC, conf/, dvc.yaml, example data)",
-          ["init", str(root)], root.parent)
+    _step(
+        console,
+        1,
+        total,
+        "create the project (git, DVC, conf/, dvc.yaml, example data)",
+        ["init", str(root)],
+        root.parent,
+    )
     _step(console, 2, total, "push the data version to the DVC remote", ["data", "push"], root)
     _step(console, 3, total, "sanity check: can the model overfit 32 rows?", ["sanity"], root)
     _step(
-        console, 4, total,
+        console,
+        4,
+        total,
         "sweep logreg and gbdt: train, evaluate, export to ONNX (parity), register",
-        ["train", "--multirun", "model=logreg,gbdt", "hydra/launcher=joblib",
-         f"hydra.launcher.n_jobs={jobs}"],
+        [
+            "train",
+            "--multirun",
+            "model=logreg,gbdt",
+            "hydra/launcher=joblib",
+            f"hydra.launcher.n_jobs={jobs}",
+        ],
         root,
     )
     best = _best_version(root)
-    _step(console, 5, total, f"promote the best model (version {best['version']}) to champion",
-          ["promote", best["version"], "--reason",
-           f"best test {best['metric']} in the demo sweep"], root)
+    _step(
+        console,
+        5,
+        total,
+        f"promote the best model (version {best['version']}) to champion",
+        ["promote", best["version"], "--reason", f"best test {best['metric']} in the demo sweep"],
+        root,
+    )
     _step(console, 6, total, "list the registry", ["models"], root)
     _summary(console, root, time.perf_counter() - start)
     return root
@@ -95,10 +113,18 @@ def _versions(root: Path) -> tuple[str, list[dict[str, object]]]:
         if not bundle.is_dir():  # trained elsewhere: fetch it from the registry
             bundle = registry.resolve_bundle(ctx, f"models:/{name}/{v.version}")
         evaluation = json.loads((bundle / "evaluation.json").read_text())
-        rows.append({"version": v.version, "aliases": v.aliases, "bundle": bundle,
-                     "family": json.loads((bundle / "lineage.json").read_text())
-                     ["config"]["model"]["name"],
-                     "evaluation": evaluation, "metric": evaluation["primary_metric"]})
+        rows.append(
+            {
+                "version": v.version,
+                "aliases": v.aliases,
+                "bundle": bundle,
+                "family": json.loads((bundle / "lineage.json").read_text())["config"]["model"][
+                    "name"
+                ],
+                "evaluation": evaluation,
+                "metric": evaluation["primary_metric"],
+            }
+        )
     return name, rows
 
 
@@ -129,9 +155,13 @@ def _summary(console: Console, root: Path, elapsed: float) -> None:
         human = next((b for b in ev.get("baselines", []) if b["name"] == "human"), None)
         aliases = row["aliases"]
         assert isinstance(aliases, list)
-        table.add_row(str(row["version"]), str(row["family"]), ", ".join(aliases) or "-",
-                      *(fmt(test.get(k)) for k in HEADLINE),
-                      fmt(human["gap"]) if human else "-")
+        table.add_row(
+            str(row["version"]),
+            str(row["family"]),
+            ", ".join(aliases) or "-",
+            *(fmt(test.get(k)) for k in HEADLINE),
+            fmt(human["gap"]) if human else "-",
+        )
     console.rule("[bold]summary[/bold]")
     console.print(table)
     for row in rows:

@@ -41,9 +41,7 @@ def git_state(root: Path) -> GitState:
     """
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", *args], cwd=root, capture_output=True, text=True, check=False
-        )
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
 
     try:
         head = git("rev-parse", "HEAD")
@@ -118,8 +116,11 @@ def redact(obj: Any, words: tuple[str, ...] = SECRET_WORDS) -> Any:
     """
     if isinstance(obj, dict):
         return {
-            k: ("***" if v is not None and any(w in str(k).lower() for w in words)
-                else redact(v, words))
+            k: (
+                "***"
+                if v is not None and any(w in str(k).lower() for w in words)
+                else redact(v, words)
+            )
             for k, v in obj.items()
         }
     if isinstance(obj, list):

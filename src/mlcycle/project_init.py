@@ -101,7 +101,7 @@ def project_config_yaml(choices: dict[str, str], values: list[str]) -> str:
     defaults: list[Any] = []
     for entry in packaged["defaults"]:
         if isinstance(entry, dict):
-            (group, option), = entry.items()
+            ((group, option),) = entry.items()
             entry = {group: choices.get(group, option)}
         defaults.append(entry)
     body: dict[str, Any] = {k: v for k, v in packaged.items() if k != "defaults"}
@@ -126,8 +126,10 @@ def _dvc_yaml(data_dir: str) -> dict[str, Any]:
             "config": {
                 "cmd": "mlcycle snapshot",
                 "deps": ["conf"],
-                "outs": [{f"{resolved}/{s}.yaml": {"cache": False}}
-                         for s in ("data", "model", "train", "evaluate", "tracking")],
+                "outs": [
+                    {f"{resolved}/{s}.yaml": {"cache": False}}
+                    for s in ("data", "model", "train", "evaluate", "tracking")
+                ],
                 "always_changed": True,
             },
             "prepare": {
@@ -148,8 +150,13 @@ def _dvc_yaml(data_dir: str) -> dict[str, Any]:
             },
             "export": {
                 "cmd": "mlcycle export",
-                "deps": ["prepared", "models/model.joblib", "reports/evaluation.json",
-                         f"{resolved}/train.yaml", f"{resolved}/tracking.yaml"],
+                "deps": [
+                    "prepared",
+                    "models/model.joblib",
+                    "reports/evaluation.json",
+                    f"{resolved}/train.yaml",
+                    f"{resolved}/tracking.yaml",
+                ],
                 "outs": ["bundle", {"reports/export.json": {"cache": False}}],
             },
         }
@@ -204,8 +211,9 @@ def init_project(
             gitignore.write_text(existing + _GITIGNORE)
         if not (root / "README.md").exists():
             (root / "README.md").write_text(_README.format(name=root.name))
-        data_dir = str(Path(cfg.data.path).parent) if Path(cfg.data.path).parent != Path(".") \
-            else "data"
+        data_dir = (
+            str(Path(cfg.data.path).parent) if Path(cfg.data.path).parent != Path(".") else "data"
+        )
         (root / data_dir).mkdir(parents=True, exist_ok=True)
         (root / "dvc.yaml").write_text(yaml.safe_dump(_dvc_yaml(data_dir), sort_keys=False))
         dvc.configure_remote(root, cfg.remote, project)

@@ -38,13 +38,22 @@ def show_models(*, name: str | None = None, overrides: list[str] | None = None) 
         for col in ("time", "action", "from", "to", "by", "reason"):
             table.add_column(col)
         for e in events:
-            table.add_row(e.time, e.action, str(e.from_version or "-"), str(e.to_version or "-"),
-                          e.user or "-", e.reason or "")
+            table.add_row(
+                e.time,
+                e.action,
+                str(e.from_version or "-"),
+                str(e.to_version or "-"),
+                e.user or "-",
+                e.reason or "",
+            )
         console.print(table)
 
 
 def promote(
-    version: str, *, reason: str = "", name: str | None = None,
+    version: str,
+    *,
+    reason: str = "",
+    name: str | None = None,
     overrides: list[str] | None = None,
 ) -> None:
     """Move the ``champion`` alias to ``version``."""
@@ -53,8 +62,9 @@ def promote(
     cfg, ctx = _context(overrides)
     name = name or cfg.tracking.registered_model
     event = registry.promote(ctx, name, version, reason=reason)  # type: ignore[arg-type]
-    print(f"{name}: champion is now version {event.to_version} "
-          f"(was {event.from_version or 'none'})")
+    print(
+        f"{name}: champion is now version {event.to_version} (was {event.from_version or 'none'})"
+    )
 
 
 def rollback(
@@ -66,5 +76,7 @@ def rollback(
     cfg, ctx = _context(overrides)
     name = name or cfg.tracking.registered_model
     event = registry.rollback(ctx, name, reason=reason)  # type: ignore[arg-type]
-    print(f"{name}: rolled back champion from version {event.from_version} "
-          f"to version {event.to_version}")
+    print(
+        f"{name}: rolled back champion from version {event.from_version} "
+        f"to version {event.to_version}"
+    )

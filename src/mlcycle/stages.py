@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcycle.data.dataset import DataVersion, Dataset
+from mlcycle.data.dataset import Dataset, DataVersion
 from mlcycle.data.schema import Schema
 from mlcycle.data.split import Splits
 from mlcycle.exceptions import DataError, MlcycleError
@@ -61,8 +61,9 @@ def load_splits(folder: Path) -> Splits:
     for name in _SPLITS:
         frame = pd.read_parquet(folder / f"{name}.parquet")
         y = np.asarray(frame.pop(_LABEL).astype(str).to_numpy(), dtype=str)
-        parts[name] = Dataset(frame=frame, y=y, schema=schema, version=version,
-                              path=Path(meta["path"]))
+        parts[name] = Dataset(
+            frame=frame, y=y, schema=schema, version=version, path=Path(meta["path"])
+        )
     return Splits(**parts)
 
 

@@ -39,13 +39,21 @@ def print_train_result(result: TrainResult, cfg: Config, console: Console | None
     table.add_row("parity max |Δp|", f"{result.parity.max_abs_diff:.2e}")
     console.print(table)
     if result.evaluation.baselines:
-        base = Table(title="gap to baselines (model − baseline)")
+        base = Table(title="gap to baselines (model - baseline)")
         for col in ("baseline", "metric", "baseline value", "model", "gap", "note"):
             base.add_column(col)
         for b in result.evaluation.baselines:
-            base.add_row(b.name, b.metric, fmt(b.baseline_value), fmt(b.model_value),
-                         fmt(b.gap), b.note or "")
+            base.add_row(
+                b.name,
+                b.metric,
+                fmt(b.baseline_value),
+                fmt(b.model_value),
+                fmt(b.gap),
+                b.note or "",
+            )
         console.print(base)
     version = f"version {result.version} (alias challenger)" if result.version else "not registered"
-    console.print(f"[bold]run[/bold] {result.run_id} · [bold]{version}[/bold]\n"
-                  f"[bold]bundle[/bold] {result.bundle}")
+    console.print(
+        f"[bold]run[/bold] {result.run_id} · [bold]{version}[/bold]\n"
+        f"[bold]bundle[/bold] {result.bundle}"
+    )

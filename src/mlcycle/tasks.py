@@ -53,9 +53,11 @@ def sanity_task(cfg: Config, project: Project, raw: DictConfig) -> None:
 
     result = sanity_check(load_dataset(cfg.data, project), cfg.model, cfg.train)
     status = "PASSED" if result.passed else "FAILED"
-    print(f"sanity {status}: {cfg.model.name} reached training accuracy "
-          f"{result.train_accuracy:.3f} on {result.rows} rows "
-          f"(needs {cfg.train.sanity_min_accuracy:.2f}). {result.message}")
+    print(
+        f"sanity {status}: {cfg.model.name} reached training accuracy "
+        f"{result.train_accuracy:.3f} on {result.rows} rows "
+        f"(needs {cfg.train.sanity_min_accuracy:.2f}). {result.message}"
+    )
     if not result.passed:
         raise SystemExit(1)
 
@@ -66,8 +68,10 @@ def prepare_task(cfg: Config, project: Project, raw: DictConfig) -> None:
 
     splits = workflow.prepare(cfg, project)
     out = stages.save_splits(splits, project.prepared_dir)
-    print(f"prepared {len(splits.train)}/{len(splits.val)}/{len(splits.test)} rows "
-          f"(train/val/test) in {out}")
+    print(
+        f"prepared {len(splits.train)}/{len(splits.val)}/{len(splits.test)} rows "
+        f"(train/val/test) in {out}"
+    )
 
 
 def fit_task(cfg: Config, project: Project, raw: DictConfig) -> None:
@@ -89,13 +93,18 @@ def evaluate_task(cfg: Config, project: Project, raw: DictConfig) -> None:
     trained = stages.load_model(project.path(MODEL_FILE))
     reports = project.path(REPORTS_DIR)
     evaluation = workflow.evaluate_model(
-        cfg, trained, splits, reports / "plots",
+        cfg,
+        trained,
+        splits,
+        reports / "plots",
         workflow.baseline_resolver(cfg, project, splits.test),
     )
     workflow.write_json(reports / "evaluation.json", evaluation.report)
     workflow.write_json(reports / "metrics.json", stages.headline_metrics(evaluation.report))
-    print(f"evaluated {trained.family}: test {cfg.evaluate.primary_metric} = "
-          f"{evaluation.test.get(cfg.evaluate.primary_metric)} -> {reports}")
+    print(
+        f"evaluated {trained.family}: test {cfg.evaluate.primary_metric} = "
+        f"{evaluation.test.get(cfg.evaluate.primary_metric)} -> {reports}"
+    )
 
 
 def export_task(cfg: Config, project: Project, raw: DictConfig) -> None:
@@ -110,13 +119,21 @@ def export_task(cfg: Config, project: Project, raw: DictConfig) -> None:
     reports = project.path(REPORTS_DIR)
     evaluation = stages.load_evaluation(reports)
     result = workflow.export_and_register(
-        cfg, project, raw, trained, splits, evaluation,
+        cfg,
+        project,
+        raw,
+        trained,
+        splits,
+        evaluation,
         dest=lambda _run_id: project.path(BUNDLE_DIR),
     )
-    (reports / "export.json").write_text(json.dumps(
-        {"run_id": result.run_id, "version": result.version, "bundle": str(result.bundle)},
-        indent=2,
-    ) + "\n")
+    (reports / "export.json").write_text(
+        json.dumps(
+            {"run_id": result.run_id, "version": result.version, "bundle": str(result.bundle)},
+            indent=2,
+        )
+        + "\n"
+    )
     print_train_result(result, cfg)
 
 

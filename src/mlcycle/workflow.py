@@ -163,8 +163,9 @@ def baseline_resolver(
             log.warning("baseline %s has other classes (%s); skipped", ref, bundle.classes)
             return None
         _, proba = bundle.predict(bundle.inputs_from_columns(test.columns()))
-        return evaluate_predictions(test.y, np.asarray(proba, np.float64), bundle.classes,
-                                    cfg.evaluate)
+        return evaluate_predictions(
+            test.y, np.asarray(proba, np.float64), bundle.classes, cfg.evaluate
+        )
 
     return resolve
 
@@ -247,9 +248,7 @@ def export_and_register(
             signature=make_signature(
                 splits.train.schema, trained.classes, model, cfg.tracking.registered_model
             ),
-            profile=build_profile(
-                splits.train, val_proba, splits.val.y, trained.classes
-            ),
+            profile=build_profile(splits.train, val_proba, splits.val.y, trained.classes),
             evaluation=evaluation.report,
             lineage=lineage,
             files={f"plots/{p.name}": p for p in evaluation.plots.values()},
@@ -263,8 +262,7 @@ def export_and_register(
                 cfg.tracking.registered_model,
                 run_id,
                 artifact_uri,
-                tags={"mlcycle.model_family": trained.family, "mlcycle.data_md5":
-                      data_version.md5},
+                tags={"mlcycle.model_family": trained.family, "mlcycle.data_md5": data_version.md5},
             )
     return TrainResult(
         family=trained.family,
@@ -292,7 +290,10 @@ def train(cfg: Config, project: Project, raw: DictConfig) -> TrainResult:
     log.info("fitted %s in %.2fs", trained.family, trained.fit_seconds)
     with _scratch() as scratch:
         evaluation = evaluate_model(
-            cfg, trained, splits, scratch / "plots",
+            cfg,
+            trained,
+            splits,
+            scratch / "plots",
             baseline_resolver(cfg, project, splits.test),
         )
         bundles = project.bundles_dir / cfg.tracking.registered_model

@@ -42,14 +42,12 @@ def test_unknown_key_is_rejected_with_its_name(project: Project) -> None:
 
 
 def test_wrong_value_type_is_rejected(project: Project) -> None:
-    with pytest.raises((ConfigCompositionException, ValidationError), match="model.C"):
+    with pytest.raises((ConfigCompositionException, ValidationError), match=r"model\.C"):
         compose(["model.C=abc"], project=project)
 
 
 def test_plus_and_tilde_overrides(project: Project) -> None:
-    cfg = to_config(
-        compose(["+tracking.tags.team=fraud", "~tracking.tags.owner"], project=project)
-    )
+    cfg = to_config(compose(["+tracking.tags.team=fraud", "~tracking.tags.owner"], project=project))
     assert cfg.tracking.tags == {"team": "fraud"}
     forced = to_config(compose(["++train.seed=7", "++tracking.tags.team=x"], project=project))
     assert forced.train.seed == 7 and forced.tracking.tags["team"] == "x"
@@ -72,7 +70,10 @@ def test_project_conf_overrides_packaged_option_and_adds_new_ones(project: Proje
 def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
     out = subprocess.run(
         [*MLCYCLE, "train", "--cfg", "job", "model=gbdt", "model.max_depth=3"],
-        cwd=tmp_path, capture_output=True, text=True, check=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert "name: gbdt" in out and "max_depth: 3" in out and "label: diagnosis" in out
 
@@ -96,7 +97,10 @@ def test_cli_commands_see_the_project_conf(tmp_path: Path) -> None:
         "defaults:\n  - /schema/model/gbdt@_here_\n  - _self_\nlearning_rate: 0.05\n"
     )
     out = subprocess.run(
-        [*MLCYCLE, "train", "--cfg", "job"], cwd=tmp_path, capture_output=True, text=True,
+        [*MLCYCLE, "train", "--cfg", "job"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
         check=True,
     ).stdout
     assert "learning_rate: 0.05" in out and "label: cultivar" in out

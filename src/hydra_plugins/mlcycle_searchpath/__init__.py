@@ -19,7 +19,7 @@ PACKAGED = "pkg://mlcycle.config.conf"
 
 def _normal(path: str) -> str:
     if path.startswith("pkg://"):
-        return "pkg://" + path[len("pkg://"):].replace("/", ".")
+        return "pkg://" + path[len("pkg://") :].replace("/", ".")
     return path
 
 

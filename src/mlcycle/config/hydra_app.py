@@ -101,7 +101,15 @@ def compose(overrides: list[str] | None = None, project: Project | None = None) 
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
+    saved = os.environ.get(PROJECT_ENV)
     _prepare(project)
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="mlcycle.config.conf", version_base="1.3"):
-        return hydra_compose(config_name=_CONFIG_NAME, overrides=list(overrides or []))
+    try:
+        with initialize_config_module(config_module="mlcycle.config.conf", version_base="1.3"):
+            return hydra_compose(config_name=_CONFIG_NAME, overrides=list(overrides or []))
+    finally:
+        GlobalHydra.instance().clear()
+        if saved is None:
+            os.environ.pop(PROJECT_ENV, None)
+        else:
+            os.environ[PROJECT_ENV] = saved

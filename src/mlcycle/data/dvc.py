@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from mlcycle.data._dvc_cli import (
     error_text,
     git_toplevel,
@@ -379,6 +381,26 @@ def push(root: Path, remote: str | None = None) -> str:
     return _summary(proc)
 
 
+def pull_targets(root: Path) -> list[str]:
+    """What ``pull`` fetches: every ``.dvc`` file, and the pipeline stages that have run.
+
+    A plain ``dvc pull`` also tries to check out the outputs of stages that were never
+    run (no ``dvc.lock`` entry) and fails on them; a fresh project has such stages.
+    """
+    skip = {".dvc", ".git", ".mlcycle"}
+    files = sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*.dvc")
+        if p.is_file() and not skip.intersection(p.relative_to(root).parts[:-1])
+    )
+    lock = root / "dvc.lock"
+    stages: list[str] = []
+    if lock.is_file():
+        data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+        stages = sorted((data.get("stages") or {}).keys())
+    return files + stages
+
+
 def pull(root: Path, remote: str | None = None) -> str:
     """Download the tracked data from a DVC remote and check it out (``dvc pull``).
 
@@ -403,7 +425,10 @@ def pull(root: Path, remote: str | None = None) -> str:
     """
     root = Path(root)
     _require_repo(root)
-    proc = run_dvc(root, "pull", *(["--remote", remote] if remote else []))
+    targets = pull_targets(root)
+    if not targets:
+        return "nothing is tracked yet"
+    proc = run_dvc(root, "pull", *(["--remote", remote] if remote else []), *targets)
     if proc.returncode != 0:
         raise _remote_error(root, remote, "pull from", proc)
     return _summary(proc)
