@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mlcycle.summary import HEADLINE, fmt
+from mlcycle.summary import fmt
 
 __all__ = ["mlcycle_command", "run_demo"]
 
@@ -143,11 +143,17 @@ def _best_version(root: Path) -> dict[str, str]:
     return {"version": str(best["version"]), "metric": str(best["metric"])}
 
 
+def _mlflow_command() -> str:
+    beside = Path(sys.executable).parent / "mlflow"
+    return "mlflow" if shutil.which("mlflow") or not beside.exists() else str(beside)
+
+
 def _summary(console: Console, root: Path, elapsed: float) -> None:
     name, rows = _versions(root)
-    table = Table(title=f"mlcycle demo · registered model '{name}'")
-    for col in ("version", "model", "aliases", *HEADLINE, "gap to human"):
-        table.add_column(col, justify="right" if col in HEADLINE else "left")
+    table = Table(title=f"mlcycle demo · registered model '{name}' · test set")
+    columns = ("version", "model", "alias", "accuracy", "f1_macro", "roc_auc", "ece", "vs human")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "alias") else "right")
     for row in rows:
         ev = row["evaluation"]
         assert isinstance(ev, dict)
@@ -159,8 +165,8 @@ def _summary(console: Console, root: Path, elapsed: float) -> None:
             str(row["version"]),
             str(row["family"]),
             ", ".join(aliases) or "-",
-            *(fmt(test.get(k)) for k in HEADLINE),
-            fmt(human["gap"]) if human else "-",
+            *(fmt(test.get(k), 3) for k in ("accuracy", "f1_macro", "roc_auc", "ece")),
+            f"{human['gap']:+.3f}" if human and human["gap"] is not None else "-",
         )
     console.rule("[bold]summary[/bold]")
     console.print(table)
@@ -168,7 +174,8 @@ def _summary(console: Console, root: Path, elapsed: float) -> None:
         console.print(f"bundle v{row['version']}: {row['bundle']}")
     console.print(
         f"\nproject: {root}\n"
-        f"open the experiments:  cd {root} && mlflow ui --backend-store-uri "
-        f"sqlite:///mlflow.db --port 5000   (then http://127.0.0.1:5000)\n"
+        f"open the experiments and the registry in MLflow's UI:\n"
+        f"  cd {root} && {_mlflow_command()} ui --backend-store-uri sqlite:///mlflow.db "
+        f"--port 5000\n  then browse http://127.0.0.1:5000\n"
         f"[bold]demo finished in {elapsed:.1f}s[/bold]"
     )
