@@ -18,7 +18,6 @@ from mlcycle.registry import (
     EVENT_TAG_PREFIX,
     Event,
     ModelRef,
-    _next_key,
     history,
     list_models,
     list_versions,
@@ -31,6 +30,7 @@ from mlcycle.registry import (
     resolve_bundle,
     rollback,
 )
+from mlcycle.registry.events import _next_key
 from mlcycle.tracking import (
     TrackingContext,
     configure_tracking,
