@@ -6,12 +6,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint check setup clean
+# constraints.txt pins the versions CI runs with (a lock; pyproject.toml keeps only lower
+# bounds). Without it pip backtracks for minutes between dvc-s3's aiobotocore pin and
+# moto's botocore and can end on packages that no longer build. Refresh it with
+# `make lock` after changing dependencies.
+.PHONY: demo test lint check setup clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -c constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,3 +35,6 @@ check: lint test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^mlcycle' > constraints.txt
