@@ -24,7 +24,7 @@ from mlcycle.export.parity import check_parity
 from mlcycle.export.profile import build_profile
 from mlcycle.train.estimators import FAMILIES
 from mlcycle.train.fit import TrainedModel, fit_model
-from tests.train import _datasets
+from tests import _datasets
 
 
 def _export(model: TrainedModel, train: Dataset, val: Dataset, dest: Path) -> Path:
