@@ -89,13 +89,6 @@ def prepare(cfg: Config, project: Project) -> Splits:
     return split_dataset(dataset, cfg.data.split)
 
 
-def _proba(trained: TrainedModel, ds: Dataset) -> np.ndarray[Any, Any]:
-    from mlcycle.train.pipeline import model_frame
-
-    proba = trained.pipeline.predict_proba(model_frame(ds.frame, ds.schema))
-    return np.asarray(proba, dtype=np.float64)
-
-
 def evaluate_model(
     cfg: Config,
     trained: TrainedModel,
@@ -119,14 +112,15 @@ def evaluate_model(
         Returns the test metrics of a baseline model reference, or None if it does not exist.
     """
     report: dict[str, Any] = {"primary_metric": cfg.evaluate.primary_metric, "splits": {}}
-    test_proba: np.ndarray[Any, Any] | None = None
-    for split_name, ds in (("val", splits.val), ("test", splits.test)):
-        proba = _proba(trained, ds)
+    val_proba = trained.predict_proba(splits.val)
+    test_proba = trained.predict_proba(splits.test)
+    for split_name, ds, proba in (
+        ("val", splits.val, val_proba),
+        ("test", splits.test, test_proba),
+    ):
         report["splits"][split_name] = evaluate_predictions(
             ds.y, proba, trained.classes, cfg.evaluate
         )
-        test_proba = proba
-    assert test_proba is not None
     plots = save_plots(
         splits.test.y,
         test_proba,
@@ -231,7 +225,7 @@ def export_and_register(
         parity = check_parity(trained, model, splits.val, cfg.train.parity_tolerance)
         log_metrics({"parity": {"max_abs_diff": parity.max_abs_diff}})
         evaluation.report["parity"] = parity.to_dict()
-        val_proba = _proba(trained, splits.val)
+        val_proba = trained.predict_proba(splits.val)
         lineage = build_lineage(
             root=project.root,
             data=data_version.to_dict(),
