@@ -212,3 +212,74 @@ def test_data_push_delete_pull_restores_the_same_bytes(trained_project: Path) ->
     subprocess.run(["rm", "-rf", str(trained_project / ".dvc" / "cache")], check=True)
     run(["data", "pull"], cwd=trained_project)
     assert data.read_bytes() == before
+
+
+def test_mlflow_ui_on_the_project_store_shows_the_runs(trained_project: Path) -> None:
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    ui = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "ui",
+            "--backend-store-uri",
+            "sqlite:///mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=trained_project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+        start_new_session=True,  # mlflow ui starts job consumers: stop the whole group
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2).close()
+                break
+            except OSError:
+                assert ui.poll() is None, "mlflow ui exited"
+                assert time.monotonic() < deadline, "mlflow ui did not start in 90 s"
+                time.sleep(0.5)
+
+        def get(path: str) -> dict[str, object]:
+            with urllib.request.urlopen(f"{base}{path}", timeout=10) as resp:
+                return dict(json.loads(resp.read()))
+
+        exp = get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=breast_cancer")
+        exp_id = exp["experiment"]["experiment_id"]  # type: ignore[index]
+        request = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search",
+            data=json.dumps({"experiment_ids": [exp_id]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            runs = json.loads(resp.read())["runs"]
+        assert len(runs) >= 1
+        models = get("/api/2.0/mlflow/registered-models/get?name=breast_cancer")
+        assert models["registered_model"]["name"] == "breast_cancer"  # type: ignore[index]
+    finally:
+        import signal
+
+        os.killpg(ui.pid, signal.SIGTERM)
+        try:
+            ui.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(ui.pid, 0)  # anyone left in the group?
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.killpg(ui.pid, signal.SIGKILL)
