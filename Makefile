@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/mlcycle demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

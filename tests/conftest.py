@@ -128,3 +128,19 @@ def fast_config() -> Callable[..., ModelConfig]:
 def split() -> Callable[..., tuple[Dataset, Dataset]]:
     """Factory: ``split(ds)`` is a seeded 70/30 (train, validation) split."""
     return _datasets.split
+
+
+_LEAKY_ENV = ("MLFLOW_", "MLCYCLE_PROJECT_ROOT")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_tracking_env() -> Iterator[None]:
+    """Undo what a test leaves in os.environ: ``mlflow.set_tracking_uri`` and
+    ``set_registry_uri`` export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI, which would
+    point later tests (and their subprocesses) at another test's store."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(_LEAKY_ENV)}
+    yield
+    for key in [k for k in os.environ if k.startswith(_LEAKY_ENV)]:
+        if key not in saved:
+            del os.environ[key]
+    os.environ.update(saved)

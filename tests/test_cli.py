@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,7 +29,11 @@ def run(
     args: list[str], cwd: Path, check: bool = True, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run ``mlcycle ARGS`` in ``cwd`` and return the finished process."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLCYCLE_PROJECT_ROOT"}
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "MLCYCLE_PROJECT_ROOT" and not k.startswith("MLFLOW_")
+    }
     full_env["PATH"] = f"{BIN}:{full_env.get('PATH', '')}"
     full_env.update(env)
     proc = subprocess.run(
@@ -40,6 +45,14 @@ def run(
             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
         )
     return proc
+
+
+def mlflow_client(root: Path) -> Any:
+    """An MlflowClient on the project's SQLite store (tracking and registry)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -98,9 +111,7 @@ def test_train_writes_a_complete_bundle(trained_project: Path) -> None:
 
 
 def test_training_run_is_in_mlflow_with_params_tags_and_artifacts(trained_project: Path) -> None:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{trained_project / 'mlflow.db'}")
+    client = mlflow_client(trained_project)
     exp = client.get_experiment_by_name("breast_cancer")
     assert exp is not None
     assert exp.artifact_location.startswith("file://")
@@ -122,9 +133,7 @@ def test_models_promote_rollback_cycle(trained_project: Path) -> None:
     run(["promote", "2", "--reason", "better"], cwd=trained_project)
     assert "champion" in run(["models"], cwd=trained_project).stdout
     run(["rollback", "--reason", "regression"], cwd=trained_project)
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{trained_project / 'mlflow.db'}")
+    client = mlflow_client(trained_project)
     assert str(client.get_model_version_by_alias("breast_cancer", "champion").version) == "1"
     history = run(["models"], cwd=trained_project).stdout
     assert "regression" in history and "better" in history
@@ -159,9 +168,7 @@ def test_multirun_sweep_lands_in_one_experiment(tmp_path: Path) -> None:
         ],
         cwd=root,
     )
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    client = mlflow_client(root)
     exp = client.get_experiment_by_name("breast_cancer")
     assert exp is not None
     runs = client.search_runs([exp.experiment_id])

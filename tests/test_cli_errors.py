@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.test_cli import run
+from tests.test_cli import mlflow_client, run
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +30,7 @@ def assert_nothing_registered(root: Path) -> None:
     bundles = root / "bundles"
     assert not bundles.exists() or not any(bundles.rglob("model.onnx"))
     if (root / "mlflow.db").exists():
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+        client = mlflow_client(root)
         assert client.search_model_versions("name='breast_cancer'") == []
 
 

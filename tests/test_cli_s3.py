@@ -8,7 +8,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.test_cli import git, run
+from tests.test_cli import git, mlflow_client, run
 
 pytestmark = pytest.mark.slow
 
@@ -61,9 +61,7 @@ def test_mlflow_artifacts_and_registered_bundle_on_s3(
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="mlflow/")["Contents"]]
     assert any(k.endswith("bundle/model.onnx") for k in keys)
     assert any(k.endswith("config.yaml") for k in keys)
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    client = mlflow_client(root)
     (version,) = client.search_model_versions("name='breast_cancer'")
     assert version.source.startswith(f"s3://{s3_bucket}/mlflow/")
     # The champion baseline of a second run is downloaded from S3 and evaluated.

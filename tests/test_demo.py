@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import run
+from tests.test_cli import mlflow_client, run
 
 pytestmark = pytest.mark.slow
 
@@ -17,9 +17,7 @@ def test_demo_runs_end_to_end_and_promotes_the_best_model(tmp_path: Path) -> Non
     for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6"):
         assert step in out
     assert "summary" in out and "demo finished" in out and "mlflow ui" in out
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    client = mlflow_client(root)
     versions = client.search_model_versions("name='breast_cancer'")
     assert len(versions) == 2
     champion = client.get_model_version_by_alias("breast_cancer", "champion")
