@@ -44,7 +44,7 @@ def add(
         The ``.dvc`` file.
     """
     from mlcycle.data import dvc
-    from mlcycle.data.load import load_dataset
+    from mlcycle.data.load import load_dataset, schema_file
 
     project = Project.discover()
     cfg = to_config(compose(overrides, project=project))
@@ -66,6 +66,7 @@ def add(
     )
     dataset = load_dataset(data_cfg, project)  # checks the data, writes the schema on first use
     dvc_file = dvc.add(project.root, project.path(rel))
+    staged = [schema_file(data_cfg, project)]
     if name:
         conf = project.conf_dir / "data" / f"{name}.yaml"
         conf.parent.mkdir(parents=True, exist_ok=True)
@@ -76,12 +77,25 @@ def add(
             )
         )
         print(f"wrote {conf.relative_to(project.root)}: select it with data={name}")
+        staged.append(conf)
+    _git_add(project.root, staged)
     print(
         f"tracking {rel} with DVC ({dvc_file.name}); {len(dataset)} rows, "
         f"{len(dataset.schema.features)} features, classes {dataset.schema.classes}, "
         f"md5 {dataset.version.md5}"
     )
     return dvc_file
+
+
+def _git_add(root: Path, paths: list[Path]) -> None:
+    """Stage the schema (and dataset config) beside the ``.dvc`` file DVC staged."""
+    import subprocess
+
+    if not (root / ".git").exists():
+        return
+    subprocess.run(
+        ["git", "add", "--", *map(str, paths)], cwd=root, capture_output=True, check=False
+    )
 
 
 def _remote_project(overrides: list[str] | None) -> tuple[Project, str]:
@@ -115,6 +129,12 @@ def status(*, overrides: list[str] | None = None) -> None:
     """Show local changes to tracked data and what the remote lacks."""
     from mlcycle.data import dvc
 
-    project, _remote = _remote_project(overrides)
-    report = dvc.status(project.root, cloud=True)
-    print(report if isinstance(report, str) else yaml.safe_dump(report, sort_keys=True))
+    project, remote = _remote_project(overrides)
+    files = [t for t in dvc.pull_targets(project.root) if t.endswith(".dvc")]
+    if not files:
+        print("no data tracked yet: add some with `mlcycle data add FILE`")
+        return
+    print(f"workspace: {dvc.status(project.root, targets=files)}")
+    print(
+        f"remote '{remote}': {dvc.status(project.root, cloud=True, remote=remote, targets=files)}"
+    )

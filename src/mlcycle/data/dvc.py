@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -481,7 +482,12 @@ def _flatten(raw: dict[str, Any], cloud: bool) -> dict[str, str]:
     return changes
 
 
-def status(root: Path, cloud: bool = False, remote: str | None = None) -> DataStatus:
+def status(
+    root: Path,
+    cloud: bool = False,
+    remote: str | None = None,
+    targets: Sequence[str] | None = None,
+) -> DataStatus:
     """Which tracked files changed (``dvc status``), or are not pushed (``cloud=True``).
 
     Parameters
@@ -492,6 +498,8 @@ def status(root: Path, cloud: bool = False, remote: str | None = None) -> DataSt
         Compare the local cache with a remote instead of the workspace with the cache.
     remote
         Remote to compare with (``cloud`` only); None: the default remote.
+    targets
+        ``.dvc`` files or stages to report on; None: everything DVC tracks.
 
     Returns
     -------
@@ -510,7 +518,7 @@ def status(root: Path, cloud: bool = False, remote: str | None = None) -> DataSt
     args = ["status", "--json"]
     if cloud:
         args += ["--cloud", *(["--remote", remote] if remote else [])]
-    proc = run_dvc(root, *args)
+    proc = run_dvc(root, *args, *(targets or []))
     if proc.returncode != 0:
         if cloud:
             raise _remote_error(root, remote, "compare with", proc)
