@@ -132,8 +132,13 @@ def data_version(path: Path, root: Path) -> DataVersion:
     md5 = file_md5(path)
     recorded = recorded_md5(path)
     if recorded is not None and recorded != md5:
-        logger.info(
-            "%s changed since it was last added to DVC (recorded %s, now %s)", path, recorded, md5
+        logger.warning(
+            "%s changed since it was last added to DVC (recorded %s, now %s); this run "
+            "records it as untracked: `mlcycle data add %s` makes it a data version",
+            path,
+            recorded,
+            md5,
+            path,
         )
     absolute = path.resolve()
     try:
