@@ -41,7 +41,7 @@ _GITIGNORE = """\
 _README = """\
 # {name}
 
-An [mlcycle](https://pypi.org/project/mlcycle/) project.
+An mlcycle project: versioned data, tracked training, ONNX bundles, a model registry.
 
     mlcycle train                       # prepare, train, evaluate, export, register
     mlcycle train --multirun model=logreg,gbdt hydra/launcher=joblib
@@ -71,22 +71,23 @@ def _identity_args(root: Path) -> list[str]:
     return ["-c", "user.name=mlcycle", "-c", "user.email=mlcycle@localhost"]
 
 
-def _split_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
-    """Group choices (``model=gbdt``), value overrides, and secret overrides."""
+def _split_overrides(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Group choices (``model=gbdt``) and value overrides to write into ``conf/``.
+
+    Secret values (keys with ``secret``, ``access_key``, ...) are left out: they reach
+    only ``.dvc/config.local``, through the composed config.
+    """
     choices: dict[str, str] = {}
     values: list[str] = []
-    secrets: list[str] = []
     for item in overrides:
         key, sep, value = item.lstrip("+~").partition("=")
         if not sep:
             raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. remote=s3)")
         if key in GROUPS:
             choices[key] = value
-        elif any(w in key.lower() for w in SECRET_WORDS):
-            secrets.append(item)
-        else:
+        elif not any(w in key.lower() for w in SECRET_WORDS):
             values.append(item)
-    return choices, values, secrets
+    return choices, values
 
 
 def project_config_yaml(choices: dict[str, str], values: list[str]) -> str:
@@ -193,7 +194,7 @@ def init_project(
     if root.exists() and not root.is_dir():
         raise ProjectError(f"{root} exists and is not a folder; choose another path")
     overrides = list(overrides or [])
-    choices, values, _secrets = _split_overrides(overrides)
+    choices, values = _split_overrides(overrides)
     project = Project(root)
     # Validate the overrides against the packaged config before touching the disk.
     cfg = to_config(compose(overrides, project=project))

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,15 +162,6 @@ def baseline_resolver(
     return resolve
 
 
-@contextmanager
-def _scratch() -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix="mlcycle-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def export_and_register(
     cfg: Config,
     project: Project,
@@ -282,7 +271,8 @@ def train(cfg: Config, project: Project, raw: DictConfig) -> TrainResult:
     )
     trained = fit_model(splits.train, cfg.model, cfg.train)
     log.info("fitted %s in %.2fs", trained.family, trained.fit_seconds)
-    with _scratch() as scratch:
+    with tempfile.TemporaryDirectory(prefix="mlcycle-") as tmp:
+        scratch = Path(tmp)
         evaluation = evaluate_model(
             cfg,
             trained,
