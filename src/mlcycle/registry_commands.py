@@ -8,13 +8,12 @@ from rich.table import Table
 from mlcycle.config.hydra_app import compose, to_config
 from mlcycle.config.project import Project
 from mlcycle.config.structured import Config
+from mlcycle.tracking import TrackingContext, configure_tracking
 
 __all__ = ["promote", "rollback", "show_models"]
 
 
-def _context(overrides: list[str] | None) -> tuple[Config, object]:
-    from mlcycle.tracking import configure_tracking
-
+def _context(overrides: list[str] | None) -> tuple[Config, TrackingContext]:
     project = Project.discover()
     cfg = to_config(compose(overrides, project=project))
     return cfg, configure_tracking(cfg.tracking, project)
@@ -27,12 +26,12 @@ def show_models(*, name: str | None = None, overrides: list[str] | None = None) 
     cfg, ctx = _context(overrides)
     name = name or cfg.tracking.registered_model
     console = Console()
-    versions = registry.list_versions(ctx, name)  # type: ignore[arg-type]
+    versions = registry.list_versions(ctx, name)
     if not versions:
         console.print(f"no registered versions of '{name}' yet; run `mlcycle train`")
         return
     console.print(registry.render_versions_table(versions, title=f"registered model '{name}'"))
-    events = registry.history(ctx, name)  # type: ignore[arg-type]
+    events = registry.history(ctx, name)
     if events:
         table = Table(title="promotion history")
         for col in ("time", "action", "from", "to", "by", "reason"):
@@ -61,7 +60,7 @@ def promote(
 
     cfg, ctx = _context(overrides)
     name = name or cfg.tracking.registered_model
-    event = registry.promote(ctx, name, version, reason=reason)  # type: ignore[arg-type]
+    event = registry.promote(ctx, name, version, reason=reason)
     print(
         f"{name}: champion is now version {event.to_version} (was {event.from_version or 'none'})"
     )
@@ -75,7 +74,7 @@ def rollback(
 
     cfg, ctx = _context(overrides)
     name = name or cfg.tracking.registered_model
-    event = registry.rollback(ctx, name, reason=reason)  # type: ignore[arg-type]
+    event = registry.rollback(ctx, name, reason=reason)
     print(
         f"{name}: rolled back champion from version {event.from_version} "
         f"to version {event.to_version}"
