@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -221,29 +227,21 @@ def test_data_push_delete_pull_restores_the_same_bytes(trained_project: Path) ->
     assert data.read_bytes() == before
 
 
-def test_mlflow_ui_on_the_project_store_shows_the_runs(trained_project: Path) -> None:
-    import time
-    import urllib.request
+@contextmanager
+def running_mlflow(args: list[str], cwd: Path) -> Iterator[str]:
+    """Run ``mlflow ARGS --host 127.0.0.1 --port P`` until the block ends; yield its URL.
 
-    from tests.conftest import free_port
-
+    MLflow's server starts job-consumer processes, so it runs in its own process group
+    and the whole group is stopped afterwards.
+    """
     port = free_port()
-    ui = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "ui",
-            "--backend-store-uri",
-            "sqlite:///mlflow.db",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=trained_project,
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), *args, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
-        start_new_session=True,  # mlflow ui starts job consumers: stop the whole group
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -253,40 +251,76 @@ def test_mlflow_ui_on_the_project_store_shows_the_runs(trained_project: Path) ->
                 urllib.request.urlopen(f"{base}/health", timeout=2).close()
                 break
             except OSError:
-                assert ui.poll() is None, "mlflow ui exited"
-                assert time.monotonic() < deadline, "mlflow ui did not start in 90 s"
+                assert proc.poll() is None, f"mlflow {args[0]} exited"
+                assert time.monotonic() < deadline, f"mlflow {args[0]} did not start in 90 s"
                 time.sleep(0.5)
-
-        def get(path: str) -> dict[str, object]:
-            with urllib.request.urlopen(f"{base}{path}", timeout=10) as resp:
-                return dict(json.loads(resp.read()))
-
-        exp = get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=breast_cancer")
-        exp_id = exp["experiment"]["experiment_id"]  # type: ignore[index]
-        request = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/runs/search",
-            data=json.dumps({"experiment_ids": [exp_id]}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            runs = json.loads(resp.read())["runs"]
-        assert len(runs) >= 1
-        models = get("/api/2.0/mlflow/registered-models/get?name=breast_cancer")
-        assert models["registered_model"]["name"] == "breast_cancer"  # type: ignore[index]
+        yield base
     finally:
-        import signal
-
-        os.killpg(ui.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            ui.wait(timeout=15)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(ui.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                os.killpg(ui.pid, 0)  # anyone left in the group?
+                os.killpg(proc.pid, 0)  # anyone left in the group?
             except ProcessLookupError:
                 break
             time.sleep(0.2)
         else:
-            os.killpg(ui.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def rest(base: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET (or POST ``body`` to) an MLflow REST endpoint and return the JSON answer."""
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def test_mlflow_ui_on_the_project_store_shows_the_runs(trained_project: Path) -> None:
+    ui_args = ["ui", "--backend-store-uri", "sqlite:///mlflow.db"]
+    with running_mlflow(ui_args, trained_project) as base:
+        exp = rest(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=breast_cancer")
+        exp_id = exp["experiment"]["experiment_id"]
+        runs = rest(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})["runs"]
+        assert len(runs) >= 1
+        model = rest(base, "/api/2.0/mlflow/registered-models/get?name=breast_cancer")
+        assert model["registered_model"]["name"] == "breast_cancer"
+
+
+def test_train_against_a_tracking_server(tmp_path: Path) -> None:
+    root = tmp_path / "remote-tracking"
+    run(["init", str(root)], cwd=tmp_path)
+    server_dir = tmp_path / "server"
+    server_dir.mkdir()
+    server_args = [
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{server_dir / 'store.db'}",
+        "--artifacts-destination",
+        str(server_dir / "artifacts"),
+    ]
+    with running_mlflow(server_args, server_dir) as base:
+        out = run(["train", "tracking=server", f"tracking.uri={base}"], root).stdout
+        assert "version 1" in out
+        exp = rest(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=breast_cancer")
+        exp_id = exp["experiment"]["experiment_id"]
+        (run_info,) = rest(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})[
+            "runs"
+        ]
+        params = {p["key"]: p["value"] for p in run_info["data"]["params"]}
+        assert params["model.name"] == "logreg"
+        version = rest(base, "/api/2.0/mlflow/model-versions/get?name=breast_cancer&version=1")
+        assert version["model_version"]["run_id"] == run_info["info"]["run_id"]
+        assert any((server_dir / "artifacts").rglob("model.onnx"))
+        run(["promote", "1", "tracking=server", f"tracking.uri={base}"], root)
+        model = rest(base, "/api/2.0/mlflow/registered-models/get?name=breast_cancer")
+        aliases = {a["alias"]: a["version"] for a in model["registered_model"]["aliases"]}
+        assert aliases["champion"] == "1"
+    assert not (root / "mlflow.db").exists()  # nothing went to the local store

@@ -52,7 +52,8 @@ class TrackingContext:
     registry_uri
         MLflow model registry store; the tracking store unless configured apart.
     artifact_location
-        URI where the experiment's run artifacts go (``file:///...``, ``s3://...``).
+        URI where new experiments put run artifacts (``file:///...``, ``s3://...``);
+        None for a tracking server without one configured: the server decides.
     experiment
         Default experiment name.
     registered_model
@@ -65,7 +66,7 @@ class TrackingContext:
 
     tracking_uri: str
     registry_uri: str
-    artifact_location: str
+    artifact_location: str | None
     experiment: str
     registered_model: str
     cache_dir: Path
@@ -129,7 +130,7 @@ class TrackingContext:
                 f"{self.tracking_uri}; restore it with `mlflow experiments restore "
                 f"--experiment-id {exp.experiment_id}` or set tracking.experiment to a new name"
             )
-        if _same_location(exp.artifact_location, location) is False:
+        if location is not None and not _same_location(exp.artifact_location, location):
             _log.warning(
                 "experiment %r keeps its artifact location %s, not the configured %s: MLflow "
                 "cannot move an experiment's artifacts. Use a new tracking.experiment name "
@@ -151,8 +152,15 @@ def _same_location(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def _artifact_uri(location: str | None, project: Project) -> str:
+def _artifact_uri(location: str | None, project: Project, tracking_uri: str) -> str | None:
+    """The artifact location new experiments get.
+
+    Unset: ``<root>/mlartifacts`` for a local store; for a tracking server, None, so the
+    server's own artifact store (``--artifacts-destination``) holds them.
+    """
     if not location:
+        if urllib.parse.urlparse(tracking_uri).scheme in ("http", "https"):
+            return None
         return project.artifacts_dir.as_uri()
     scheme = urllib.parse.urlparse(location).scheme
     if len(scheme) > 1:  # s3://, file://, gs://, ...; a one-letter scheme is a Windows drive
@@ -279,7 +287,7 @@ def configure_tracking(
     return TrackingContext(
         tracking_uri=uri,
         registry_uri=uri,
-        artifact_location=_artifact_uri(cfg.artifact_location, project),
+        artifact_location=_artifact_uri(cfg.artifact_location, project, uri),
         experiment=str(cfg.experiment),
         registered_model=str(cfg.registered_model),
         cache_dir=project.state_dir / "models",
