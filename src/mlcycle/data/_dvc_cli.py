@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlcycle.exceptions import MissingDependencyError
+from mlcycle.exceptions import MissingDependencyError, ProjectError
 
 logger = logging.getLogger(__name__)
 
@@ -97,3 +97,15 @@ def git_toplevel(root: Path) -> Path | None:
         return None
     proc = run_git(root, "rev-parse", "--show-toplevel")
     return Path(proc.stdout.strip()).resolve() if proc.returncode == 0 else None
+
+
+def is_repo(root: Path) -> bool:
+    """Whether ``root`` holds a DVC repository (a ``.dvc`` folder)."""
+    return (Path(root) / ".dvc").is_dir()
+
+
+def _require_repo(root: Path) -> None:
+    if not is_repo(root):
+        raise ProjectError(
+            f"{root} is not a DVC repository; run `mlcycle init` there (or `dvc init`)"
+        )
