@@ -19,6 +19,8 @@ from mlcycle.config.structured import ModelConfig
 from mlcycle.data.dataset import Dataset
 from tests import _datasets
 
+pytest_plugins = ["tests._mlflow_fixtures"]
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""

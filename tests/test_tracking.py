@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,18 +27,11 @@ from mlcycle.tracking import (
     redact_config,
     start_run,
 )
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.usefixtures("isolated_mlflow_globals")
 
 # -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its tables created once (creating them takes seconds)."""
-    from mlflow import MlflowClient
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
 
 
 @pytest.fixture()
@@ -52,30 +43,8 @@ def project(tmp_path: Path, template_db: Path) -> Project:
     return Project(root)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_mlflow_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Undo the global tracking URI and S3 endpoint that the code under test sets."""
-    import mlflow
-    import mlflow.tracking._model_registry.utils as registry_utils
-    import mlflow.tracking._tracking_service.utils as tracking_utils
-
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
-    monkeypatch.setattr(registry_utils, "_registry_uri", registry_utils._registry_uri)
-    yield
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-
-
 def _cfg(**kw: object) -> TrackingConfig:
     return TrackingConfig(experiment="exp", registered_model="model", **kw)  # type: ignore[arg-type]
-
-
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- flatten_config -------------------------------------------------------------------------
@@ -200,7 +169,7 @@ def test_configure_tracking_exports_the_s3_endpoint(project: Project) -> None:
 def test_unreachable_tracking_server_is_a_tracking_error_naming_the_uri(
     project: Project,
 ) -> None:
-    uri = f"http://127.0.0.1:{_unused_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TrackingError, match=rf"{uri}.*unreachable.*tracking\.uri=null"):
         configure_tracking(_cfg(uri=uri), project)
 
