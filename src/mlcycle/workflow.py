@@ -162,6 +162,31 @@ def baseline_resolver(
     return resolve
 
 
+def _write_bundle(
+    dest: Path,
+    cfg: Config,
+    trained: TrainedModel,
+    splits: Splits,
+    model: Any,
+    evaluation: Evaluation,
+    lineage: dict[str, Any],
+) -> Path:
+    """Write the bundle of an exported model: graph, signature, profile, reports, plots."""
+    val_proba = trained.predict_proba(splits.val)
+    return write_bundle(
+        dest,
+        model=model,
+        signature=make_signature(
+            splits.train.schema, trained.classes, model, cfg.tracking.registered_model
+        ),
+        profile=build_profile(splits.train, val_proba, splits.val.y, trained.classes),
+        evaluation=evaluation.report,
+        lineage=lineage,
+        files={f"plots/{p.name}": p for p in evaluation.plots.values()},
+        overwrite=True,
+    )
+
+
 def export_and_register(
     cfg: Config,
     project: Project,
@@ -214,7 +239,6 @@ def export_and_register(
         parity = check_parity(trained, model, splits.val, cfg.train.parity_tolerance)
         log_metrics({"parity": {"max_abs_diff": parity.max_abs_diff}})
         evaluation.report["parity"] = parity.to_dict()
-        val_proba = trained.predict_proba(splits.val)
         lineage = build_lineage(
             root=project.root,
             data=data_version.to_dict(),
@@ -225,18 +249,7 @@ def export_and_register(
                 "tracking_uri": ctx.tracking_uri,
             },
         )
-        bundle_path = write_bundle(
-            dest(run_id),
-            model=model,
-            signature=make_signature(
-                splits.train.schema, trained.classes, model, cfg.tracking.registered_model
-            ),
-            profile=build_profile(splits.train, val_proba, splits.val.y, trained.classes),
-            evaluation=evaluation.report,
-            lineage=lineage,
-            files={f"plots/{p.name}": p for p in evaluation.plots.values()},
-            overwrite=True,
-        )
+        bundle_path = _write_bundle(dest(run_id), cfg, trained, splits, model, evaluation, lineage)
         artifact_uri = log_artifacts(bundle_path, "bundle")
         version = None
         if cfg.train.register:

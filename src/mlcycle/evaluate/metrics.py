@@ -213,6 +213,49 @@ def _json_float(x: float | None) -> float | None:
     return float(x)
 
 
+def _per_class(
+    idx: IntArray, p: FloatArray, names: list[str], cm: npt.NDArray[np.int64]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Precision, recall, F1, support, ROC-AUC and PR-AUC of each class, and notes on
+    the values that are undefined."""
+    notes: list[str] = []
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    fp = predicted - tp
+    fn = support - tp
+    skm = require("sklearn.metrics", "train")
+    per_class: dict[str, dict[str, Any]] = {}
+    for j, name in enumerate(names):
+        positive = idx == j
+        has_pos = bool(positive.any())
+        has_neg = bool((~positive).any())
+        roc = float(skm.roc_auc_score(positive, p[:, j])) if has_pos and has_neg else None
+        ap = float(skm.average_precision_score(positive, p[:, j])) if has_pos else None
+        per_class[name] = {
+            "precision": _ratio(tp[j], predicted[j]),
+            "recall": _ratio(tp[j], support[j]),
+            "f1": _ratio(2 * tp[j], 2 * tp[j] + fp[j] + fn[j]),
+            "support": int(support[j]),
+            "roc_auc": roc,
+            "pr_auc": ap,
+        }
+        if not has_pos:
+            notes.append(
+                f"class {name!r} has no samples in y_true: its recall, ROC-AUC and PR-AUC "
+                "are undefined (null) and it is left out of the macro averages"
+            )
+        elif predicted[j] == 0:
+            notes.append(
+                f"class {name!r} is never predicted: its precision is undefined (null) "
+                "and counts as 0 in the averages"
+            )
+        elif not has_neg:
+            notes.append(f"every sample is of class {name!r}: its ROC-AUC is undefined (null)")
+
+    return per_class, notes
+
+
 def classification_metrics(
     y_true: npt.ArrayLike,
     proba: npt.ArrayLike,
@@ -273,41 +316,8 @@ def classification_metrics(
 
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (idx, pred), 1)
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    fp = predicted - tp
-    fn = support - tp
-
-    skm = require("sklearn.metrics", "train")
-    per_class: dict[str, dict[str, Any]] = {}
-    for j, name in enumerate(names):
-        positive = idx == j
-        has_pos = bool(positive.any())
-        has_neg = bool((~positive).any())
-        roc = float(skm.roc_auc_score(positive, p[:, j])) if has_pos and has_neg else None
-        ap = float(skm.average_precision_score(positive, p[:, j])) if has_pos else None
-        per_class[name] = {
-            "precision": _ratio(tp[j], predicted[j]),
-            "recall": _ratio(tp[j], support[j]),
-            "f1": _ratio(2 * tp[j], 2 * tp[j] + fp[j] + fn[j]),
-            "support": int(support[j]),
-            "roc_auc": roc,
-            "pr_auc": ap,
-        }
-        if not has_pos:
-            notes.append(
-                f"class {name!r} has no samples in y_true: its recall, ROC-AUC and PR-AUC "
-                "are undefined (null) and it is left out of the macro averages"
-            )
-        elif predicted[j] == 0:
-            notes.append(
-                f"class {name!r} is never predicted: its precision is undefined (null) "
-                "and counts as 0 in the averages"
-            )
-        elif not has_neg:
-            notes.append(f"every sample is of class {name!r}: its ROC-AUC is undefined (null)")
-
+    per_class, notes = _per_class(idx, p, names, cm)
+    support = cm.sum(axis=1)
     present = [name for j, name in enumerate(names) if support[j] > 0]
 
     def macro(metric: str) -> float | None:
