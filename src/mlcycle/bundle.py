@@ -78,7 +78,14 @@ class Bundle:
         self._session = session
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, intra_op_threads: int | None = None) -> Bundle:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+        graph_optimization: str | None = None,
+    ) -> Bundle:
         """Verify the bundle at ``path`` and open its model.
 
         Parameters
@@ -88,6 +95,12 @@ class Bundle:
         intra_op_threads
             onnxruntime's intra-op thread count; ``None``: onnxruntime's default (all
             cores). ``1`` is as fast per row for small models and leaves cores to a server.
+        inter_op_threads
+            onnxruntime's inter-op thread count; ``None``: 1 when ``intra_op_threads`` is
+            given, else onnxruntime's default.
+        graph_optimization
+            ``disable``, ``basic``, ``extended`` or ``all``; ``None``: onnxruntime's
+            default (``all``).
 
         Returns
         -------
@@ -116,7 +129,13 @@ class Bundle:
         signature = _read_json(root / SIGNATURE_FILE)
         _check_version(signature, SIGNATURE_FILE, root)
         _check_signature(signature, root)
-        session = _session(model_bytes, intra_op_threads, root)
+        session = _session(
+            model_bytes,
+            root,
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+            graph_optimization=graph_optimization,
+        )
         bundle = cls(root, signature, manifest, session)
         bundle._check_session()
         return bundle
@@ -395,7 +414,22 @@ def _verify(root: Path, manifest: Mapping[str, Any]) -> bytes:
     return model_bytes
 
 
-def _session(model_bytes: bytes, intra_op_threads: int | None, root: Path) -> Any:
+_GRAPH_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def _session(
+    model_bytes: bytes,
+    root: Path,
+    *,
+    intra_op_threads: int | None,
+    inter_op_threads: int | None,
+    graph_optimization: str | None,
+) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -405,6 +439,19 @@ def _session(model_bytes: bytes, intra_op_threads: int | None, root: Path) -> An
             raise ValueError(f"intra_op_threads must be >= 1; got {intra_op_threads}")
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
+    if inter_op_threads is not None:
+        if inter_op_threads < 1:
+            raise ValueError(f"inter_op_threads must be >= 1; got {inter_op_threads}")
+        options.inter_op_num_threads = inter_op_threads
+    if graph_optimization is not None:
+        if graph_optimization not in _GRAPH_LEVELS:
+            raise ValueError(
+                f"graph_optimization must be one of {sorted(_GRAPH_LEVELS)}; "
+                f"got {graph_optimization!r}"
+            )
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, _GRAPH_LEVELS[graph_optimization]
+        )
     try:
         return ort.InferenceSession(
             model_bytes, sess_options=options, providers=["CPUExecutionProvider"]

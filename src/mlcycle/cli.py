@@ -6,7 +6,7 @@ Two kinds of commands:
   ``export``) are Hydra applications: everything after the command name is Hydra's
   command line (overrides, ``--multirun``, ``--cfg job``, ``--help``, ``-sc``).
 * **Plain commands** (``init``, ``data``, ``models``, ``promote``, ``rollback``,
-  ``demo``, ``completion``) take flags, plus optional ``key=value`` overrides for the
+  ``serve``, ``demo``, ``completion``) take flags, plus optional ``key=value`` overrides for the
   config they read (e.g. ``tracking.uri=...``).
 
 Heavy libraries are imported inside the command that needs them, so ``mlcycle --help``
@@ -43,6 +43,7 @@ PLAIN_COMMANDS: dict[str, str] = {
     "models": "list registered model versions, aliases, metrics and history",
     "promote": "move the 'champion' alias to a model version",
     "rollback": "move 'champion' back to the previous champion",
+    "serve": "serve a model over HTTP (OIP v2, MLflow /invocations, /predict, /metrics)",
     "demo": "run the end-to-end demo in a fresh project",
     "completion": "print the bash completion script",
 }
@@ -198,6 +199,24 @@ def _cmd_rollback(rest: list[str]) -> None:
     rollback(reason=ns.reason, name=ns.name, overrides=ns.overrides)
 
 
+def _cmd_serve(rest: list[str]) -> None:
+    p = _parser("serve", PLAIN_COMMANDS["serve"])
+    p.add_argument(
+        "--model",
+        help="bundle folder or registry reference (models:/NAME@ALIAS, @ALIAS, a version); "
+        "default: the registry's @champion",
+    )
+    p.add_argument("--host", help="address to listen on (default serve.host: 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default serve.port: 8080)")
+    p.add_argument("--workers", type=int, help="worker processes (default serve.workers: 1)")
+    _add_overrides(p)
+    ns = p.parse_args(rest)
+    from mlcycle.serve_commands import serve
+
+    flags = {"host": ns.host, "port": ns.port, "workers": ns.workers}
+    serve(ns.model, flags, ns.overrides)
+
+
 def _cmd_demo(rest: list[str]) -> None:
     p = _parser("demo", PLAIN_COMMANDS["demo"])
     p.add_argument(
@@ -230,6 +249,7 @@ _PLAIN: dict[str, Callable[[list[str]], None]] = {
     "models": _cmd_models,
     "promote": _cmd_promote,
     "rollback": _cmd_rollback,
+    "serve": _cmd_serve,
     "demo": _cmd_demo,
     "completion": _cmd_completion,
 }

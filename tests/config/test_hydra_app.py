@@ -10,8 +10,9 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from mlcycle.config import GBDTConfig, LogRegConfig, Project
 from mlcycle.config.hydra_app import compose, to_config
+from mlcycle.config.project import Project
+from mlcycle.config.structured import GBDTConfig, LogRegConfig
 
 MLCYCLE = [sys.executable, "-m", "mlcycle"]
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from mlcycle.serve.settings import ServeSettings
+
 __all__ = [
     "BaselineConfig",
     "Config",
@@ -238,3 +240,5 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = MISSING
     remote: RemoteConfig = MISSING
+    # The prediction server (mlcycle serve); see mlcycle.serve.settings.
+    serve: ServeSettings = field(default_factory=ServeSettings)

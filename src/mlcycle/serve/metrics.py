@@ -1,0 +1,125 @@
+"""Prometheus metrics of the prediction server, correct across worker processes.
+
+With several workers, prometheus-client's multiprocess mode is used: every process writes
+its samples to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``GET /metrics`` (answered by
+any worker) merges them. ``mlcycle serve`` sets that variable to a fresh folder before
+the workers start, since prometheus-client reads it at import. Without it (one process, or
+an app built in a test), each app gets a registry of its own.
+
+Metrics (all prefixed ``mlcycle_``):
+
+===============================  =========  ============================================
+``requests_total``               counter    route, method, status, model_version
+``request_duration_seconds``     histogram  route, model_version
+``requests_in_flight``           gauge      (sum over workers)
+``batch_rows``                   histogram  rows per onnxruntime call
+``predicted_rows_total``         counter    model_version
+``model_load_seconds``           gauge      model_version (max over workers)
+===============================  =========  ============================================
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["CONTENT_TYPE_LATEST", "ServeMetrics", "multiprocess_dir"]
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536)
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess folder prometheus-client uses, or ``None``."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+class ServeMetrics:
+    """The server's metrics, and the ``/metrics`` exposition.
+
+    Parameters
+    ----------
+    model_version
+        Label value for the served model.
+    """
+
+    def __init__(self, model_version: str) -> None:
+        self.multiprocess = multiprocess_dir() is not None
+        # In multiprocess mode samples live in files; the registry is built per scrape.
+        self._registry: CollectorRegistry | None = (
+            None if self.multiprocess else CollectorRegistry()
+        )
+        reg: Any = self._registry
+        self.model_version = model_version
+        self.requests = Counter(
+            "mlcycle_requests",
+            "HTTP requests answered, by route template, method, status and model version.",
+            ["route", "method", "status", "model_version"],
+            registry=reg,
+        )
+        self.latency = Histogram(
+            "mlcycle_request_duration_seconds",
+            "Time from request received to response ready, by route template.",
+            ["route", "model_version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.in_flight = Gauge(
+            "mlcycle_requests_in_flight",
+            "Requests being handled right now.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.batch_rows = Histogram(
+            "mlcycle_batch_rows",
+            "Rows per onnxruntime call (micro-batches group concurrent requests).",
+            buckets=_BATCH_BUCKETS,
+            registry=reg,
+        )
+        self.rows = Counter(
+            "mlcycle_predicted_rows",
+            "Rows predicted, by model version.",
+            ["model_version"],
+            registry=reg,
+        )
+        self.load_seconds = Gauge(
+            "mlcycle_model_load_seconds",
+            "Seconds to verify and load the bundle and warm the model up.",
+            ["model_version"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency."""
+        v = self.model_version
+        self.requests.labels(route, method, str(status), v).inc()
+        self.latency.labels(route, v).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format, merged over workers if there are several."""
+        if self._registry is not None:
+            return generate_latest(self._registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def process_exit(self) -> None:
+        """Tell the multiprocess files this worker is gone (its live gauges drop out)."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

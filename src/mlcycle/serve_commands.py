@@ -1,0 +1,92 @@
+"""``mlcycle serve``: find the model and the settings, then start the server.
+
+The model is a bundle folder, or a registry reference (``models:/NAME@ALIAS``,
+``@ALIAS``, a version) resolved through the project's tracking config; the default is
+the registry's ``@champion``. Settings come from the ``serve`` section of the project's
+config (when there is a project), then ``key=value`` overrides, then the flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from mlcycle.exceptions import ConfigError
+from mlcycle.serve.settings import ServeSettings
+
+__all__ = ["resolve_model", "serve"]
+
+
+def resolve_model(
+    ref: str | None, overrides: list[str] | None = None
+) -> tuple[Path, str, str, ServeSettings]:
+    """The bundle folder, model name and version that ``ref`` names, and the settings.
+
+    Parameters
+    ----------
+    ref
+        A bundle folder or a registry reference; ``None``: ``@champion``.
+    overrides
+        Config overrides (``serve.port=9000``, ``tracking.uri=...``).
+
+    Returns
+    -------
+    tuple
+        ``(folder, name, version, settings)``; ``name`` and ``version`` are empty for a
+        bundle folder outside the registry.
+    """
+    folder = Path(ref).expanduser() if ref else None
+    if folder is not None and folder.is_dir():
+        return folder.resolve(), "", "", _settings(overrides)
+    from mlcycle.config.hydra_app import compose, to_config
+    from mlcycle.config.project import Project
+    from mlcycle.registry.refs import lookup_version, parse_model_ref, resolve_bundle
+    from mlcycle.tracking import configure_tracking
+
+    project = Project.discover()
+    cfg = to_config(compose(overrides, project=project))
+    ctx = configure_tracking(cfg.tracking, project)
+    text = ref or "@champion"
+    mref = parse_model_ref(text, default_name=ctx.registered_model)
+    path = resolve_bundle(ctx, text)
+    version = lookup_version(ctx, mref) or ""
+    return path, mref.name, version, cfg.serve
+
+
+def _settings(overrides: list[str] | None) -> ServeSettings:
+    """The project's serve settings when there is a project, else the defaults.
+
+    Outside a project nothing but the standard library is imported, so a server for a
+    bundle folder starts without loading Hydra.
+    """
+    from mlcycle.config.project import find_project_root
+
+    root = find_project_root()
+    if not (root / "conf" / "config.yaml").is_file():
+        if overrides:
+            raise ConfigError(
+                f"overrides {overrides} need a project (conf/config.yaml); outside one, use "
+                "the flags (--port, --workers, ...)"
+            )
+        return ServeSettings()
+    from mlcycle.config.hydra_app import compose, to_config
+    from mlcycle.config.project import Project
+
+    return to_config(compose(overrides, project=Project(root))).serve
+
+
+def serve(ref: str | None, flags: dict[str, Any], overrides: list[str] | None = None) -> None:
+    """Resolve the model and settings, apply ``flags`` (non-None values), and serve."""
+    from mlcycle.serve.server import serve as run
+
+    path, name, version, settings = resolve_model(ref, overrides)
+    changes = {k: v for k, v in flags.items() if v is not None}
+    settings = dataclasses.replace(
+        settings,
+        bundle=str(path),
+        model_name=settings.model_name or name,
+        model_version=settings.model_version or version,
+        **changes,
+    )
+    run(settings)

@@ -1,0 +1,46 @@
+"""Real bundles for the serving, batch and Lambda tests, exported from in-memory data.
+
+``build_bundle("cancer", dest)``: breast cancer, 30 numeric features, two classes
+(histogram gradient boosting). ``build_bundle("mixed", dest)``: numeric and categorical
+features with missing values, three classes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sklearn.datasets import load_breast_cancer
+
+from mlcycle.config.structured import GBDTConfig, TrainConfig
+from mlcycle.export.bundle import make_signature, write_bundle
+from mlcycle.export.onnx import to_onnx
+from mlcycle.export.parity import check_parity
+from mlcycle.export.profile import build_profile
+from mlcycle.train.fit import fit_model
+from tests import _datasets
+
+KINDS = ("cancer", "mixed")
+
+
+def build_bundle(kind: str, dest: Path) -> Path:
+    """Train a small model on ``kind`` and write its bundle to ``dest``; return ``dest``."""
+    if kind == "cancer":
+        dataset = _datasets.sklearn_dataset(load_breast_cancer)
+        name = "breast_cancer"
+    elif kind == "mixed":
+        dataset = _datasets.mixed_dataset()
+        name = "mixed"
+    else:
+        raise ValueError(f"unknown bundle kind {kind!r}; one of {KINDS}")
+    train, val = _datasets.split(dataset)
+    model = fit_model(train, GBDTConfig(max_iter=20), TrainConfig())
+    onx = to_onnx(model.pipeline, train.schema)
+    parity = check_parity(model, onx, val, 1e-4)
+    return write_bundle(
+        dest,
+        model=onx,
+        signature=make_signature(train.schema, model.classes, onx, name),
+        profile=build_profile(train, model.predict_proba(val), val.y, model.classes),
+        evaluation={"parity": parity.to_dict()},
+        lineage={"git": {"commit": "abc"}},
+    )
