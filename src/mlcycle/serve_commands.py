@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from mlcycle.exceptions import ConfigError
+from mlcycle.exceptions import BundleError, ConfigError, ProjectError
 from mlcycle.serve.settings import ServeSettings
 
 __all__ = ["resolve_model", "serve"]
@@ -36,11 +36,22 @@ def resolve_model(
         ``(folder, name, version, settings)``; ``name`` and ``version`` are empty for a
         bundle folder outside the registry.
     """
-    folder = Path(ref).expanduser() if ref else None
-    if folder is not None and folder.is_dir():
+    if ref and not _is_registry_ref(ref):
+        folder = Path(ref).expanduser()
+        if not folder.is_dir():
+            raise BundleError(
+                f"bundle folder {folder} does not exist; pass a bundle folder (with "
+                "model.onnx) or a registry reference such as models:/NAME@champion"
+            )
         return folder.resolve(), "", "", _settings(overrides)
     from mlcycle.config.hydra_app import compose, to_config
-    from mlcycle.config.project import Project
+    from mlcycle.config.project import Project, find_project_root
+
+    if not (find_project_root() / "conf" / "config.yaml").is_file():
+        raise ProjectError(
+            f"no mlcycle project at or above {Path.cwd()} to look up {ref or '@champion'} in "
+            "its registry; run inside a project (mlcycle init) or pass --model BUNDLE_FOLDER"
+        )
     from mlcycle.registry.refs import lookup_version, parse_model_ref, resolve_bundle
     from mlcycle.tracking import configure_tracking
 
@@ -52,6 +63,11 @@ def resolve_model(
     path = resolve_bundle(ctx, text)
     version = lookup_version(ctx, mref) or ""
     return path, mref.name, version, cfg.serve
+
+
+def _is_registry_ref(ref: str) -> bool:
+    text = ref.strip()
+    return text.startswith(("models:/", "runs:/", "@")) or text.lstrip("vV").isdigit()
 
 
 def _settings(overrides: list[str] | None) -> ServeSettings:
