@@ -153,6 +153,42 @@ def test_promote_unknown_version_fails_cleanly(trained_project: Path) -> None:
     assert "99" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_serve_answers_with_the_registry_champion_and_config_settings(
+    trained_project: Path,
+) -> None:
+    run(["promote", "1", "--reason", "serve it"], cwd=trained_project)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen(
+        [*MLCYCLE, "serve", f"serve.port={port}", "serve.validation.unseen_category=missing"],
+        cwd=trained_project,
+        env={**env, "PATH": f"{BIN}:{env.get('PATH', '')}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/v2/models/breast_cancer", timeout=2) as r:
+                    meta = json.load(r)
+                    version = r.headers["X-Model-Version"]
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                assert time.monotonic() < deadline, "mlcycle serve did not start in 60 s"
+                time.sleep(0.2)
+        assert meta["versions"] == ["1"] and version == "1"
+        assert meta["inputs"][0]["shape"] == [-1, 30]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    outside = run(["serve", "--model", "@champion"], cwd=trained_project.parent, check=False)
+    assert outside.returncode == 2 and "no mlcycle project" in outside.stderr
+
+
 def test_sanity_passes_for_defaults_and_fails_for_a_crippled_model(trained_project: Path) -> None:
     assert "PASSED" in run(["sanity"], cwd=trained_project).stdout
     weak = run(["sanity", "model.C=0.000001"], cwd=trained_project, check=False)
