@@ -40,7 +40,7 @@ from starlette.routing import Route
 from mlcycle import __version__
 from mlcycle.serve import oip
 from mlcycle.serve.batching import MicroBatcher
-from mlcycle.serve.errors import RequestError, error_body
+from mlcycle.serve.errors import RequestError, body_too_large, caller_request_id, error_body
 from mlcycle.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.openapi import openapi_document
@@ -169,17 +169,14 @@ async def _answer(
 
 
 def _request_id(request: Request) -> str:
-    given = request.headers.get(_REQUEST_ID)
-    if given and len(given) <= 200 and given.isprintable():
-        return given
-    return uuid.uuid4().hex
+    return caller_request_id(request.headers.get(_REQUEST_ID)) or uuid.uuid4().hex
 
 
 async def _body(request: Request, state: ServerState) -> bytes:
     limit = state.settings.validation.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(int(declared), limit)
+        raise body_too_large(int(declared), limit)
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding not in ("identity", ""):
         raise RequestError(
@@ -193,19 +190,9 @@ async def _body(request: Request, state: ServerState) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise _too_large(size, limit)
+            raise body_too_large(size, limit)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _too_large(size: int, limit: int) -> RequestError:
-    return RequestError(
-        413,
-        "body_too_large",
-        f"the body has {size} bytes or more; the limit is {limit} "
-        "(serve.validation.max_body_bytes): split the batch",
-        "body",
-    )
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

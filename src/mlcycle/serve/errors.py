@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RequestError", "error_body"]
+__all__ = ["RequestError", "body_too_large", "caller_request_id", "error_body"]
 
 
 class RequestError(Exception):
@@ -59,3 +59,27 @@ def error_body(message: str, code: str, field: str | None = None) -> dict[str, A
     if field is not None:
         body["field"] = field
     return body
+
+
+def body_too_large(size: int, limit: int) -> RequestError:
+    """The 413 for a body of ``size`` bytes (or more) over ``limit``."""
+    return RequestError(
+        413,
+        "body_too_large",
+        f"the body has {size} bytes or more; the limit is {limit} "
+        "(serve.validation.max_body_bytes): split the batch",
+        "body",
+    )
+
+
+def caller_request_id(value: str | None) -> str | None:
+    """The caller's ``X-Request-ID`` if it is usable (printable, at most 200 characters).
+
+    Examples
+    --------
+    >>> caller_request_id("order-42"), caller_request_id("x" * 201), caller_request_id(None)
+    ('order-42', None, None)
+    """
+    if value and len(value) <= 200 and value.isprintable():
+        return value
+    return None
