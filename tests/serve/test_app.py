@@ -22,6 +22,7 @@ import pytest
 from mlcycle.bundle import Bundle
 from tests.serve.conftest import RunningServer
 
+SCHEMA_ORDER = ["x0", "color", "x1", "size", "x2"]
 MIXED_ROWS = [
     {"x0": 0.5, "x1": -1.0, "x2": None, "color": "red", "size": "S"},
     {"x0": None, "x1": 2.0, "x2": 0.1, "color": None, "size": "L"},
@@ -117,7 +118,8 @@ def test_invocations_takes_every_mlflow_input_format(
             },
             "dataframe_records": MIXED_ROWS,
             "instances": MIXED_ROWS,
-            "instances_lists": [[r[f] for f in features] for r in MIXED_ROWS],
+            # positional rows follow the schema's feature order
+            "instances_lists": [[r[f] for f in SCHEMA_ORDER] for r in MIXED_ROWS],
             "inputs": {f: [r[f] for r in MIXED_ROWS] for f in features},
         }
         key = "instances" if form == "instances_lists" else form
@@ -235,7 +237,7 @@ def test_openapi_document_describes_the_models_features(mixed_server: RunningSer
     assert status == 200 and doc["openapi"].startswith("3.")
     record = doc["components"]["schemas"]["Record"]
     assert set(record["required"]) == {"x0", "x1", "x2", "color", "size"}
-    assert record["properties"]["color"]["enum"] == ["blue", "green", "red", None]
+    assert record["properties"]["color"]["enum"] == ["blue", "green", "red", "", None]
     assert {"/predict", "/invocations", "/v2/models/{name}/infer"} <= set(doc["paths"])
 
 

@@ -59,7 +59,7 @@ def test_every_layout_gives_the_same_arrays() -> None:
         v.records(rows),
         v.table(cols, [[r[c] for c in cols] for r in rows]),
         v.columns({f: [r[f] for r in rows] for f in v.features}),
-        v.positional([[r[f] for f in v.features] for r in rows]),
+        v.positional([[r[f] for f in ["age", "color", "income", "size"]] for r in rows]),
         v.text_rows(cols, [["S", "30", "1.5", "red"], ["L", "2", "", "blue"]], "csv"),
     ]
     for batch in layouts[1:]:

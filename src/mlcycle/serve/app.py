@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -151,6 +151,9 @@ async def _answer(
         response = await handler(request, state, rid)
     except RequestError as exc:
         response = _json(exc.to_dict(), exc.status)
+    except ClientDisconnect:
+        # Nobody is left to read an answer; 499 (nginx's "client closed request") counts it.
+        response = _json(error_body("the client went away mid-request", "disconnected"), 499)
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
         response = _json(
@@ -175,7 +178,7 @@ def _request_id(request: Request) -> str:
 async def _body(request: Request, state: ServerState) -> bytes:
     limit = state.settings.validation.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isdecimal() and int(declared) > limit:
         raise body_too_large(int(declared), limit)
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding not in ("identity", ""):

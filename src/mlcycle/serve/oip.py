@@ -14,6 +14,7 @@ feature. Outputs are ``label`` (``BYTES [N]``) and ``probabilities`` (``FP32 [N,
 from __future__ import annotations
 
 import math
+import reprlib
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ from mlcycle.serve.protocols import media_type, parse_json
 from mlcycle.serve.validation import FeatureBatch, Validator
 
 __all__ = [
+    "DATATYPES",
     "HEADER_LENGTH",
+    "MAX_DIM",
     "InferRequest",
     "decode_infer",
     "encode_infer",
@@ -52,6 +55,11 @@ _DTYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+#: The tensor datatypes a request may use.
+DATATYPES = ("BYTES", *_DTYPES)
+#: Largest tensor dimension accepted (int32's maximum); numpy cannot even make an empty
+#: array whose other dimensions multiply past 2**63 bytes.
+MAX_DIM = 2**31 - 1
 _OUTPUTS = ("label", "probabilities")
 
 
@@ -203,12 +211,12 @@ def _tensors(specs: list[Any], blob: bytes) -> dict[str, np.ndarray[Any, Any]]:
         name = spec["name"]
         shape = _shape(spec.get("shape"), f"{where}.shape")
         datatype = spec.get("datatype")
-        if datatype != "BYTES" and datatype not in _DTYPES:
+        if datatype not in DATATYPES:  # a tuple: datatype may be any JSON value
             raise RequestError(
                 422,
                 "wrong_type",
-                f"{where}.datatype {datatype!r} is not an OIP datatype "
-                f"(BYTES, {', '.join(_DTYPES)})",
+                f"{where}.datatype {reprlib.repr(datatype)} is not an OIP datatype "
+                f"({', '.join(DATATYPES)})",
                 f"{where}.datatype",
             )
         params = spec.get("parameters") or {}
@@ -218,7 +226,7 @@ def _tensors(specs: list[Any], blob: bytes) -> dict[str, np.ndarray[Any, Any]]:
                 raise RequestError(
                     400,
                     "bad_binary",
-                    f"{where}.parameters.binary_data_size {size!r} does not "
+                    f"{where}.parameters.binary_data_size {reprlib.repr(size)} does not "
                     f"fit the {len(blob) - offset} binary bytes left",
                     f"{where}.parameters",
                 )
@@ -244,13 +252,13 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
     if (
         not isinstance(value, list)
         or not 1 <= len(value) <= 2
-        or not all(type(d) is int and d >= 0 for d in value)
+        or not all(type(d) is int and 0 <= d <= MAX_DIM for d in value)
     ):
         raise RequestError(
             422,
             "wrong_shape",
-            f"{where} must be a list of one or two non-negative integers, "
-            f"e.g. [N, k]; got {value!r}",
+            f"{where} must be a list of one or two integers from 0 to {MAX_DIM}, "
+            f"e.g. [N, k]; got {reprlib.repr(value)}",
             where,
         )
     return tuple(value)
@@ -286,11 +294,15 @@ def _flatten(data: list[Any], where: str) -> list[Any]:
     if not any(isinstance(v, list) for v in data):
         return data
     out: list[Any] = []
-    for v in data:
-        if isinstance(v, list):
-            out.extend(_flatten(v, where))
-        else:
+    stack = [iter(data)]  # a stack, not recursion: nesting depth is the client's choice
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, list):
+                stack.append(iter(v))
+                break
             out.append(v)
+        else:
+            stack.pop()
     return out
 
 
@@ -365,8 +377,13 @@ def _requested(doc: Mapping[str, Any]) -> tuple[list[str], set[str]]:
             raise RequestError(
                 422,
                 "unknown_output",
-                f"outputs[{i}] asks for {name!r}; the model's outputs are {', '.join(_OUTPUTS)}",
+                f"outputs[{i}] asks for {reprlib.repr(name)}; the model's outputs "
+                f"are {', '.join(_OUTPUTS)}",
                 f"outputs[{i}]",
+            )
+        if name in names:
+            raise RequestError(
+                422, "duplicate_output", f"output {name!r} is asked for twice", f"outputs[{i}]"
             )
         names.append(name)
         p = spec.get("parameters")

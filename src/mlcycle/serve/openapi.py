@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mlcycle import __version__
 from mlcycle.serve.model import ServedModel
+from mlcycle.serve.oip import DATATYPES, MAX_DIM
+from mlcycle.serve.protocols import MLFLOW_FORMATS
 
 __all__ = ["openapi_document"]
 
 _ERR = {"$ref": "#/components/schemas/Error"}
+#: Numeric features are float32 in the model: larger numbers are refused (422).
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def openapi_document(model: ServedModel) -> dict[str, Any]:
@@ -60,6 +66,7 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
                 },
             },
         },
+        "InvocationsRequest": _invocations_request(v.settings.max_rows),
         "InferRequest": _infer_request(),
     }
     paths = {
@@ -71,20 +78,23 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
         "/invocations": _post(
             "MLflow scoring protocol: dataframe_split, dataframe_records, instances or inputs "
             "(JSON), or CSV with a header row.",
-            None,
+            "InvocationsRequest",
             {"type": "object", "properties": {"predictions": _array_of("Prediction")}},
+            csv=True,
         ),
         "/v2/models/{name}/infer": _post(
             "Open Inference Protocol v2 inference (JSON or binary tensor extension).",
             "InferRequest",
             {"type": "object", "required": ["model_name", "outputs"]},
             params=["name"],
+            binary=True,
         ),
         "/v2/models/{name}/versions/{version}/infer": _post(
             "Open Inference Protocol v2 inference for one version.",
             "InferRequest",
             {"type": "object", "required": ["model_name", "outputs"]},
             params=["name", "version"],
+            binary=True,
         ),
     }
     for path, summary in _GETS.items():
@@ -119,13 +129,17 @@ _GETS = {
 def _feature_schema(model: ServedModel, feature: str) -> dict[str, Any]:
     v = model.validator
     nullable = v.nullable[feature]
-    if v.kinds[feature] == "numeric":
-        return {"type": ["number", "null"] if nullable else "number"}
+    null = ["null"] if nullable else []
+    if v.kinds[feature] == "numeric":  # booleans count as 1 / 0
+        return {
+            "type": ["number", "boolean", *null],
+            "minimum": -_FLOAT32_MAX,
+            "maximum": _FLOAT32_MAX,
+        }
     cats = sorted(v.categories[feature])
-    schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string"}
-    if cats and v.settings.unseen_category == "error":
-        schema["enum"] = [*cats, *([None] if nullable else [])]
-    return schema
+    if cats and v.settings.unseen_category == "error":  # "" and null are missing values
+        return {"enum": [*cats, *(["", None] if nullable else [])]}
+    return {"type": ["string", "integer", *null]}  # integers are read as their decimal text
 
 
 def _infer_request() -> dict[str, Any]:
@@ -134,8 +148,13 @@ def _infer_request() -> dict[str, Any]:
         "required": ["name", "shape", "datatype"],
         "properties": {
             "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-            "datatype": {"type": "string"},
+            "shape": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 2,
+                "items": {"type": "integer", "minimum": 0, "maximum": MAX_DIM},
+            },
+            "datatype": {"enum": list(DATATYPES)},
             "data": {"type": "array"},
             "parameters": {"type": "object"},
         },
@@ -148,6 +167,31 @@ def _infer_request() -> dict[str, Any]:
             "parameters": {"type": "object"},
             "inputs": {"type": "array", "minItems": 1, "items": tensor},
             "outputs": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+
+
+def _invocations_request(max_rows: int) -> dict[str, Any]:
+    rows = {"type": "array", "minItems": 1, "maxItems": max_rows}
+    return {
+        "type": "object",
+        "description": "Exactly one of dataframe_split, dataframe_records, instances or "
+        "inputs, and optionally params.",
+        "oneOf": [{"required": [k]} for k in MLFLOW_FORMATS],
+        "additionalProperties": False,
+        "properties": {
+            "dataframe_split": {
+                "type": "object",
+                "required": ["columns", "data"],
+                "properties": {
+                    "columns": {"type": "array", "items": {"type": "string"}},
+                    "data": {**rows, "items": {"type": "array"}},
+                },
+            },
+            "dataframe_records": {**rows, "items": {"$ref": "#/components/schemas/Record"}},
+            "instances": rows,
+            "inputs": {"type": ["object", "array"]},
+            "params": {"type": ["object", "null"]},
         },
     }
 
@@ -185,24 +229,29 @@ def _path_params(names: list[str]) -> list[dict[str, Any]]:
 
 
 def _post(
-    summary: str, request: str | None, response: dict[str, Any], params: list[str] | None = None
+    summary: str,
+    request: str,
+    response: dict[str, Any],
+    params: list[str] | None = None,
+    *,
+    csv: bool = False,
+    binary: bool = False,
 ) -> dict[str, Any]:
-    body_schema: dict[str, Any] = (
-        {"$ref": f"#/components/schemas/{request}"} if request else {"type": "object"}
-    )
-    content: dict[str, Any] = {"application/json": {"schema": body_schema}}
-    if request is None:
+    content: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}
+    }
+    if csv:
         content["text/csv"] = {"schema": {"type": "string"}}
+    answers: dict[str, Any] = {"application/json": {"schema": response}}
+    if binary:  # the binary tensor extension: JSON, then raw tensors
+        answers["application/octet-stream"] = {"schema": {"type": "string"}}
     return {
         "post": {
             "summary": summary,
             "parameters": _path_params(params or []),
             "requestBody": {"required": True, "content": content},
             "responses": {
-                "200": {
-                    "description": "predictions",
-                    "content": {"application/json": {"schema": response}},
-                },
+                "200": {"description": "predictions", "content": answers},
                 **_errors(400, 404, 413, 415, 422),
             },
         }

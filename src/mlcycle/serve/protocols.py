@@ -115,6 +115,10 @@ def decode_invocations(body: bytes, content_type: str | None, validator: Validat
             f"(and optionally params); found {found}",
             (keys[1:] or extra or ["body"])[0],
         )
+    if not isinstance(doc.get("params", {}), dict | None):
+        raise RequestError(
+            422, "wrong_type", "params must be an object of parameter: value pairs", "params"
+        )
     key = keys[0]
     value = doc[key]
     if key == "dataframe_split":

@@ -20,6 +20,7 @@ batch that fails it is walked value by value, to name the first bad value's fiel
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -72,6 +73,8 @@ class Validator:
         self.kinds = {
             f: ("numeric" if b.numeric else "categorical") for b in self.blocks for f in b.features
         }
+        #: The used features in the schema's order: the order of positional rows.
+        self.schema_order: list[str] = [f for f in specs if f in set(self.features)]
         self.known = frozenset(specs) | frozenset(self.features)
         self._required = frozenset(self.features)
         self._missing_category = str(signature.get("missing_category", ""))
@@ -114,32 +117,13 @@ class Validator:
                 f"{where}.columns must be a list of feature names",
                 f"{where}.columns",
             )
-        if len(set(columns)) != len(columns):
-            dup = next(c for c in columns if columns.count(c) > 1)
-            raise RequestError(
-                422,
-                "duplicate_feature",
-                f"feature {dup!r} appears twice in {where}.columns",
-                f"{where}.columns",
-            )
+        _check_unique(columns, f"{where}.columns")
         self._check_keys(columns, f"{where}.columns")
-        n = self._check_rows(data, f"{where}.data")
-        width = len(columns)
-        for i, row in enumerate(data):
-            if type(row) is not list or len(row) != width:
-                raise RequestError(
-                    422,
-                    "wrong_shape",
-                    f"{where}.data[{i}] must be a list of {width} values "
-                    f"(one per column), not {_json_type(row)}",
-                    f"{where}.data[{i}]",
-                )
-        keys = {f: columns.index(f) for f in self.features}
-        return self._build(data, keys, n, _indexed(f"{where}.data", columns))
+        return self._lists(columns, data, f"{where}.data")
 
     def positional(self, rows: Any, where: str = "instances") -> FeatureBatch:
-        """Rows as lists of values in :attr:`features` order."""
-        return self.table(list(self.features), rows, where)
+        """Rows as lists of values in the schema's feature order (:attr:`schema_order`)."""
+        return self._lists(list(self.schema_order), rows, where)
 
     def columns(self, columns: Any, where: str = "inputs") -> FeatureBatch:
         """Columns as ``{feature: [values]}``, all of one length."""
@@ -198,6 +182,7 @@ class Validator:
         self, header: Sequence[str], rows: Sequence[Sequence[str]], where: str
     ) -> FeatureBatch:
         """Rows of text (CSV): numbers are parsed, empty cells are missing."""
+        _check_unique(header, f"{where} header")
         self._check_keys(header, f"{where} header")
         n = self._check_rows(rows, where)
         width = len(header)
@@ -222,7 +207,22 @@ class Validator:
                     j = index[f]
                     for row in parsed:
                         row[j] = row[j] or None
-        return self._build(parsed, index, n, _indexed(where, list(header)))
+        return self._build(parsed, index, n, _dotted(where))
+
+    def _lists(self, columns: list[str], data: Any, where: str) -> FeatureBatch:
+        n = self._check_rows(data, where)
+        width = len(columns)
+        for i, row in enumerate(data):
+            if type(row) is not list or len(row) != width:
+                got = f"a list of {len(row)}" if type(row) is list else _json_type(row)
+                raise RequestError(
+                    422,
+                    "wrong_shape",
+                    f"{where}[{i}] must be a list of {width} values (one per column), not {got}",
+                    f"{where}[{i}]",
+                )
+        keys = {f: columns.index(f) for f in self.features}
+        return self._build(data, keys, n, _indexed(where, columns))
 
     # -- checks ---------------------------------------------------------------------
 
@@ -423,6 +423,16 @@ class Validator:
         return str(v)
 
 
+def _check_unique(columns: Sequence[str], where: str) -> None:
+    seen: set[str] = set()
+    for c in columns:
+        if c in seen:
+            raise RequestError(
+                422, "duplicate_feature", f"feature {_short(c)} appears twice in {where}", where
+            )
+        seen.add(c)
+
+
 def _grid(raw: Any, shape: tuple[int, int], *, fast: bool) -> np.ndarray[Any, Any]:
     """Rows as a 2-D array: numpy's own guess when ``fast``, else an object grid."""
     if fast:
@@ -478,6 +488,11 @@ def _json_type(v: Any) -> str:
     return type(v).__name__
 
 
+_REPR = reprlib.Repr()  # bounded depth: a client may nest lists a thousand deep
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = 60
+
+
 def _short(v: Any) -> str:
-    text = repr(v)
+    text = _REPR.repr(v.item() if isinstance(v, np.generic) else v)
     return text if len(text) <= 60 else text[:57] + "..."
