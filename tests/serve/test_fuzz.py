@@ -677,10 +677,10 @@ def test_infinity_written_in_the_body_is_refused(http: httpx.Client) -> None:
             "inputs.color[1]",
         ),
         (
-            # positional rows: numeric features, then categorical (the model's input order)
-            {"instances": [[0.1, 0.2, 0.3, "red", "S"], [0.1, 0.2, 1e39, "red", "S"]]},
+            # positional rows follow the schema's order: x0, color, x1, size, x2
+            {"instances": [[0.1, "red", 0.2, "S", 0.3], [0.1, "red", 0.2, "S", 1e39]]},
             "not_finite",
-            "instances[1][2]",
+            "instances[1][4]",
         ),
         ({"dataframe_records": _records({}, drop="x2")["records"]}, "missing_feature",
          "dataframe_records[1].x2"),

@@ -1,4 +1,7 @@
-"""The prediction server: a Starlette app serving one bundle over three protocols.
+"""The prediction server: one bundle over three protocols.
+
+The prediction POSTs are plain ASGI (:mod:`mlcycle.serve.predict_routes`, the hot path);
+a Starlette app answers the rest.
 
 Routes (all JSON unless said otherwise):
 
@@ -24,6 +27,7 @@ anything unexpected is logged and answered with 500 without stopping the server.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -33,19 +37,20 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mlcycle import __version__
 from mlcycle.serve import oip
-from mlcycle.serve.batching import MicroBatcher
-from mlcycle.serve.errors import RequestError, body_too_large, caller_request_id, error_body
+from mlcycle.serve.batching import MicroBatcher, Prediction
+from mlcycle.serve.errors import RequestError, caller_request_id, error_body
 from mlcycle.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.openapi import openapi_document
-from mlcycle.serve.protocols import decode_invocations, decode_predict, prediction_rows
+from mlcycle.serve.predict_routes import PredictionRoutes
 from mlcycle.serve.settings import ServeSettings
+from mlcycle.serve.validation import FeatureBatch
 
 __all__ = ["ServerState", "app_from_env", "create_app"]
 
@@ -65,6 +70,7 @@ class ServerState:
         self.metrics = ServeMetrics(model.version)
         self.metrics.load_seconds.labels(model.version).set(model.load_seconds)
         self.in_flight = 0
+        self._gauge_per_request = not self.metrics.track_in_flight(lambda: self.in_flight)
         self.batcher = MicroBatcher(
             model.predict,
             settings.batching,
@@ -72,10 +78,42 @@ class ServerState:
             on_batch=self.metrics.batch_rows.observe,
         )
         self.openapi = orjson.dumps(openapi_document(model))
-        self.headers = {"x-model-version": model.version}
+        self.model_doc = {"name": model.name, "version": model.version}
+        self.version_header = model.version.encode("latin-1", "replace")
+
+    def request_started(self) -> None:
+        """Count a request in flight."""
+        self.in_flight += 1
+        if self._gauge_per_request:
+            self.metrics.in_flight.inc()
+
+    def request_finished(self) -> None:
+        """Count a request out of flight."""
+        self.in_flight -= 1
+        if self._gauge_per_request:
+            self.metrics.in_flight.dec()
+
+    async def predict(self, batch: FeatureBatch) -> Prediction:
+        """Labels and probabilities for a validated batch (micro-batched), counted."""
+        result = await self.batcher.predict(batch)
+        self.metrics.count_rows(batch.rows)
+        return result
+
+    def check_model(self, name: str | None, version: str | None) -> None:
+        """404 unless ``name`` (and ``version``, when given) is the served model."""
+        model = self.model
+        if name != model.name or (version is not None and version != model.version):
+            asked = f"{name!r}" + (f" version {version!r}" if version is not None else "")
+            raise RequestError(
+                404,
+                "unknown_model",
+                f"model {asked} is not served here; this server serves "
+                f"{model.name!r} version {model.version!r}",
+                "path",
+            )
 
 
-def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Starlette:
+def create_app(settings: ServeSettings, model: ServedModel | None = None) -> PredictionRoutes:
     """The ASGI app serving ``model`` (loaded from ``settings.bundle`` when not given).
 
     Parameters
@@ -87,13 +125,15 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Sta
 
     Returns
     -------
-    starlette.applications.Starlette
-        The app; run it with any ASGI server (``mlcycle serve`` uses uvicorn).
+    PredictionRoutes
+        The app: the prediction routes in plain ASGI in front of a Starlette app for the
+        rest. Run it with any ASGI server (``mlcycle serve`` uses uvicorn).
     """
     state = ServerState(model or ServedModel.load(settings), settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gc.freeze()  # the model and imports never die: keep them out of full collections
         try:
             yield
         finally:
@@ -106,13 +146,17 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Sta
 
         return Route(path, endpoint, methods=[method], name=path)
 
-    infer_paths = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
+    # POSTs to these are answered by PredictionRoutes; the routes give other methods a 405.
+    prediction_paths = (
+        "/predict",
+        "/invocations",
+        "/v2/models/{name}/infer",
+        "/v2/models/{name}/versions/{version}/infer",
+    )
     meta_paths = ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
     ready_paths = ("/v2/models/{name}/ready", "/v2/models/{name}/versions/{version}/ready")
     routes = [
-        route("/predict", _predict, "POST"),
-        route("/invocations", _invocations, "POST"),
-        *(route(p, _infer, "POST") for p in infer_paths),
+        *(route(p, _unreachable, "POST") for p in prediction_paths),
         *(route(p, _model_metadata) for p in meta_paths),
         *(route(p, _model_ready) for p in ready_paths),
         route("/v2", _server_metadata),
@@ -128,11 +172,10 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Sta
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
-    app.state.mlcycle = state
-    return app
+    return PredictionRoutes(state, app)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> PredictionRoutes:
     """App factory for uvicorn workers: settings from ``MLCYCLE_SERVE_SETTINGS``."""
     return create_app(ServeSettings.from_env())
 
@@ -144,58 +187,22 @@ async def _answer(
     request: Request, state: ServerState, route: str, handler: Handler, counted: bool
 ) -> Response:
     start = time.perf_counter()
-    rid = _request_id(request)
-    state.in_flight += 1
-    state.metrics.in_flight.inc()
+    rid = caller_request_id(request.headers.get(_REQUEST_ID)) or uuid.uuid4().hex
     try:
         response = await handler(request, state, rid)
     except RequestError as exc:
         response = _json(exc.to_dict(), exc.status)
-    except ClientDisconnect:
-        # Nobody is left to read an answer; 499 (nginx's "client closed request") counts it.
-        response = _json(error_body("the client went away mid-request", "disconnected"), 499)
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
         response = _json(
             error_body("internal error; the server logged the details", "internal", None), 500
         )
-    finally:
-        state.in_flight -= 1
-        state.metrics.in_flight.dec()
     response.headers[_REQUEST_ID] = rid
     response.headers["x-model-version"] = state.model.version
     if counted:
-        state.metrics.observe(
-            route, request.method, response.status_code, time.perf_counter() - start
-        )
+        elapsed = time.perf_counter() - start
+        state.metrics.observe(route, request.method, response.status_code, elapsed)
     return response
-
-
-def _request_id(request: Request) -> str:
-    return caller_request_id(request.headers.get(_REQUEST_ID)) or uuid.uuid4().hex
-
-
-async def _body(request: Request, state: ServerState) -> bytes:
-    limit = state.settings.validation.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdecimal() and int(declared) > limit:
-        raise body_too_large(int(declared), limit)
-    encoding = request.headers.get("content-encoding", "identity").lower()
-    if encoding not in ("identity", ""):
-        raise RequestError(
-            415,
-            "unsupported_encoding",
-            f"Content-Encoding {encoding} is not supported; send the body uncompressed",
-            "Content-Encoding",
-        )
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise body_too_large(size, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -213,74 +220,21 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
     return _json(error_body(message, code, None), exc.status_code, dict(exc.headers or {}))
 
 
-def _check_model(request: Request, state: ServerState) -> None:
-    name = request.path_params.get("name")
-    version = request.path_params.get("version")
-    model = state.model
-    if name != model.name or (version is not None and version != model.version):
-        asked = f"{name!r}" + (f" version {version!r}" if version is not None else "")
-        raise RequestError(
-            404,
-            "unknown_model",
-            f"model {asked} is not served here; this server serves "
-            f"{model.name!r} version {model.version!r}",
-            "path",
-        )
-
-
 # -- handlers --------------------------------------------------------------------------
 
 
-async def _predict(request: Request, state: ServerState, rid: str) -> Response:
-    body = await _body(request, state)
-    model = state.model
-    batch = decode_predict(body, request.headers.get("content-type"), model.validator)
-    labels, proba = await state.batcher.predict(batch)
-    state.metrics.rows.labels(model.version).inc(batch.rows)
-    return _json(
-        {
-            "request_id": rid,
-            "model": {"name": model.name, "version": model.version},
-            "predictions": prediction_rows(labels, proba, model.classes),
-        }
-    )
-
-
-async def _invocations(request: Request, state: ServerState, rid: str) -> Response:
-    body = await _body(request, state)
-    model = state.model
-    batch = decode_invocations(body, request.headers.get("content-type"), model.validator)
-    labels, proba = await state.batcher.predict(batch)
-    state.metrics.rows.labels(model.version).inc(batch.rows)
-    return _json({"predictions": prediction_rows(labels, proba, model.classes)})
-
-
-async def _infer(request: Request, state: ServerState, rid: str) -> Response:
-    _check_model(request, state)
-    body = await _body(request, state)
-    model = state.model
-    req = oip.decode_infer(
-        body,
-        request.headers.get("content-type"),
-        request.headers.get(oip.HEADER_LENGTH),
-        model.validator,
-    )
-    labels, proba = await state.batcher.predict(req.batch)
-    state.metrics.rows.labels(model.version).inc(req.batch.rows)
-    if req.id is None:
-        req.id = rid
-    content, headers = oip.encode_infer(req, labels, proba, name=model.name, version=model.version)
-    return Response(content, 200, headers)
+async def _unreachable(request: Request, state: ServerState, rid: str) -> Response:
+    raise RuntimeError(f"POST {request.url.path} should have been answered by PredictionRoutes")
 
 
 async def _model_metadata(request: Request, state: ServerState, rid: str) -> Response:
-    _check_model(request, state)
+    state.check_model(request.path_params.get("name"), request.path_params.get("version"))
     m = state.model
     return _json(oip.model_metadata(m.name, m.version, m.validator, m.classes))
 
 
 async def _model_ready(request: Request, state: ServerState, rid: str) -> Response:
-    _check_model(request, state)
+    state.check_model(request.path_params.get("name"), request.path_params.get("version"))
     return _json({"name": state.model.name, "ready": True})
 
 

@@ -66,7 +66,12 @@ class MicroBatcher:
 
     async def predict(self, batch: FeatureBatch) -> Prediction:
         """Labels and probabilities for ``batch``, computed alone or with others."""
-        if not self._settings.enabled or (not self._busy and self._in_flight() <= 1):
+        settings = self._settings
+        if (
+            not settings.enabled
+            or batch.rows >= settings.max_batch_rows  # nothing to merge it with
+            or (not self._busy and self._in_flight() <= 1)
+        ):
             return self._run_now(batch)
         fut: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
         self._queue.append((batch, fut))

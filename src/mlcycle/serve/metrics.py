@@ -21,6 +21,7 @@ Metrics (all prefixed ``mlcycle_``):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -93,6 +94,8 @@ class ServeMetrics:
             ["model_version"],
             registry=reg,
         )
+        self._rows = self.rows.labels(model_version)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.load_seconds = Gauge(
             "mlcycle_model_load_seconds",
             "Seconds to verify and load the bundle and warm the model up.",
@@ -103,9 +106,31 @@ class ServeMetrics:
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""
-        v = self.model_version
-        self.requests.labels(route, method, str(status), v).inc()
-        self.latency.labels(route, v).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            v = self.model_version
+            children = (
+                self.requests.labels(route, method, str(status), v),
+                self.latency.labels(route, v),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_rows(self, rows: int) -> None:
+        """Count predicted rows."""
+        self._rows.inc(rows)
+
+    def track_in_flight(self, current: Callable[[], int]) -> bool:
+        """Read in-flight requests from ``current`` at scrape time (one process only).
+
+        Returns ``False`` in multiprocess mode, where the caller must ``inc`` / ``dec``.
+        """
+        if self.multiprocess:
+            return False
+        self.in_flight.set_function(lambda: float(current()))
+        return True
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus text format, merged over workers if there are several."""

@@ -164,7 +164,10 @@ def prediction_rows(
     >>> prediction_rows(np.array(["a"]), np.array([[0.25, 0.75]], np.float32), ["a", "b"])
     [{'label': 'a', 'probabilities': {'a': 0.25, 'b': 0.75}}]
     """
-    values = proba.astype(np.float64).round(7).tolist()
+    if len(proba) <= 8:  # numpy's per-call overhead dominates for a few rows
+        values = [[round(p, 7) for p in row] for row in proba.tolist()]
+    else:
+        values = proba.astype(np.float64).round(7).tolist()
     return [
         {"label": label, "probabilities": dict(zip(classes, p, strict=True))}
         for label, p in zip(labels.tolist(), values, strict=True)

@@ -77,6 +77,8 @@ class Validator:
         self.schema_order: list[str] = [f for f in specs if f in set(self.features)]
         self.known = frozenset(specs) | frozenset(self.features)
         self._required = frozenset(self.features)
+        self._by_name = {f: f for f in self.features}
+        self._record_getters = [itemgetter(*b.features) for b in self.blocks]
         self._missing_category = str(signature.get("missing_category", ""))
         self.nullable = {
             f: bool(settings.allow_missing or specs.get(f, {}).get("nullable", False))
@@ -94,7 +96,7 @@ class Validator:
     def records(self, records: Any, where: str = "records") -> FeatureBatch:
         """Rows as a list of ``{feature: value}`` objects."""
         n = self._check_rows(records, where)
-        required = self._required
+        width = len(self._required)
         for i, record in enumerate(records):
             if type(record) is not dict:
                 raise RequestError(
@@ -104,9 +106,14 @@ class Validator:
                     f"pairs, not {_json_type(record)}",
                     f"{where}[{i}]",
                 )
-            if record.keys() != required:
+            if len(record) != width:
                 self._check_keys(record.keys(), f"{where}[{i}]")
-        return self._build(records, {f: f for f in self.features}, n, _dotted(where))
+        try:
+            return self._build(records, self._by_name, n, _dotted(where))
+        except KeyError:  # as many keys as features, but not the features: name the first
+            for i, record in enumerate(records):
+                self._check_keys(record.keys(), f"{where}[{i}]")
+            raise
 
     def table(self, columns: Any, data: Any, where: str = "dataframe_split") -> FeatureBatch:
         """Rows as lists, with ``columns`` naming the position of each feature."""
@@ -276,8 +283,9 @@ class Validator:
         self, rows: Sequence[Any], keys: Mapping[str, Any], n: int, locate: Locate
     ) -> FeatureBatch:
         out: dict[str, np.ndarray[Any, Any]] = {}
-        for b in self.blocks:
-            getter = itemgetter(*(keys[f] for f in b.features))
+        getters = self._record_getters if keys is self._by_name else None
+        for i, b in enumerate(self.blocks):
+            getter = getters[i] if getters else itemgetter(*(keys[f] for f in b.features))
             if len(b.features) == 1:
                 raw: Any = [(getter(r),) for r in rows]
             else:

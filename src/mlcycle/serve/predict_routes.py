@@ -1,0 +1,219 @@
+"""The prediction routes as plain ASGI: the hot path, in front of the Starlette app.
+
+``POST /predict``, ``POST /invocations`` and ``POST /v2/models/{name}[/versions/{v}]/infer``
+are answered here without Starlette's request, routing and response objects (about a
+third of a one-row request's cost); every other request, and every other method on these
+paths, goes on to the Starlette app in :mod:`mlcycle.serve.app`. The behaviour is the same
+as a Starlette route's: JSON errors with 4xx statuses, ``X-Request-ID`` and
+``X-Model-Version`` headers, metrics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from mlcycle.serve import oip
+from mlcycle.serve.errors import RequestError, body_too_large, caller_request_id, error_body
+from mlcycle.serve.protocols import decode_invocations, decode_predict, prediction_rows
+
+if TYPE_CHECKING:
+    from mlcycle.serve.app import ServerState
+
+__all__ = ["PredictionRoutes", "RequestIds"]
+
+log = logging.getLogger("mlcycle.serve")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+_JSON_HEADER = (b"content-type", b"application/json")
+
+
+class RequestIds:
+    """Unique request ids, cheaply: a random per-process prefix and a counter (32 hex).
+
+    Examples
+    --------
+    >>> ids = RequestIds()
+    >>> a, b = ids.next(), ids.next()
+    >>> len(a), a != b, a[:16] == b[:16]
+    (32, True, True)
+    """
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count(1)
+
+    def next(self) -> str:
+        """A new id."""
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+@dataclass
+class Call:
+    """One prediction request: its headers, path parameters and body."""
+
+    headers: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+class Disconnected(Exception):
+    """The client went away before the body was read."""
+
+
+class PredictionRoutes:
+    """ASGI app: the prediction routes, falling through to ``app`` for the rest.
+
+    Parameters
+    ----------
+    state
+        The served model, settings, batcher and metrics.
+    app
+        Handles everything else (health, metadata, metrics, OpenAPI, 404 / 405).
+    """
+
+    def __init__(self, state: ServerState, app: ASGIApp) -> None:
+        self.state = state
+        self.app = app
+        self.ids = RequestIds()
+        self._exact: dict[str, Callable[[Call, str], Awaitable[tuple[bytes, dict[str, str]]]]] = {
+            "/predict": self._predict,
+            "/invocations": self._invocations,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a prediction POST, or hand the request to the Starlette app."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            handler = self._exact.get(path)
+            if handler is not None:
+                return await self._answer(path, handler, {}, scope, receive, send)
+            m = _INFER.fullmatch(path) if path.startswith("/v2/models/") else None
+            if m is not None:
+                params = {"name": m.group(1)}
+                if m.group(2) is not None:
+                    params["version"] = m.group(2)
+                route = (
+                    "/v2/models/{name}/versions/{version}/infer"
+                    if "version" in params
+                    else "/v2/models/{name}/infer"
+                )
+                return await self._answer(route, self._infer, params, scope, receive, send)
+        await self.app(scope, receive, send)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _answer(
+        self,
+        route: str,
+        handler: Callable[[Call, str], Awaitable[tuple[bytes, dict[str, str]]]],
+        params: dict[str, str],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        start = time.perf_counter()
+        state = self.state
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = caller_request_id(headers.get("x-request-id")) or self.ids.next()
+        state.request_started()
+        extra: dict[str, str] = {}
+        try:
+            call = Call(headers, params, await self._body(headers, receive))
+            body, extra = await handler(call, rid)
+            status = 200
+        except RequestError as exc:
+            status, body = exc.status, orjson.dumps(exc.to_dict())
+        except Disconnected:
+            status, body = 499, orjson.dumps(error_body("the client went away", "disconnected"))
+        except Exception:
+            log.exception("unexpected error answering POST %s", scope["path"])
+            status = 500
+            body = orjson.dumps(error_body("internal error; the server logged it", "internal"))
+        finally:
+            state.request_finished()
+        out = [
+            (b"content-type", extra.pop("content-type", "application/json").encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid.encode("latin-1")),
+            (b"x-model-version", state.version_header),
+            *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+        ]
+        if status != 499:
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            await send({"type": "http.response.body", "body": body})
+        state.metrics.observe(route, "POST", status, time.perf_counter() - start)
+
+    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        limit = self.state.settings.validation.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdecimal() and int(declared) > limit:
+            raise body_too_large(int(declared), limit)
+        encoding = headers.get("content-encoding", "identity").lower()
+        if encoding not in ("identity", ""):
+            raise RequestError(
+                415,
+                "unsupported_encoding",
+                f"Content-Encoding {encoding} is not supported; send the body uncompressed",
+                "Content-Encoding",
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(size, limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    # -- handlers -------------------------------------------------------------------------
+
+    async def _predict(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
+        model = self.state.model
+        batch = decode_predict(call.body, call.headers.get("content-type"), model.validator)
+        labels, proba = await self.state.predict(batch)
+        doc = {
+            "request_id": rid,
+            "model": self.state.model_doc,
+            "predictions": prediction_rows(labels, proba, model.classes),
+        }
+        return orjson.dumps(doc), {}
+
+    async def _invocations(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
+        model = self.state.model
+        batch = decode_invocations(call.body, call.headers.get("content-type"), model.validator)
+        labels, proba = await self.state.predict(batch)
+        return orjson.dumps({"predictions": prediction_rows(labels, proba, model.classes)}), {}
+
+    async def _infer(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
+        model = self.state.model
+        self.state.check_model(call.params.get("name"), call.params.get("version"))
+        req = oip.decode_infer(
+            call.body,
+            call.headers.get("content-type"),
+            call.headers.get(oip.HEADER_LENGTH.lower()),
+            model.validator,
+        )
+        labels, proba = await self.state.predict(req.batch)
+        if req.id is None:
+            req.id = rid
+        return oip.encode_infer(req, labels, proba, name=model.name, version=model.version)
