@@ -59,6 +59,9 @@ def serve(settings: ServeSettings) -> None:
         "log_level": settings.log_level,
         "access_log": False,
         "server_header": False,
+        # No X-Forwarded-* rewriting (a middleware on every request); the server answers
+        # on its own address, and the request id, not the client address, is logged.
+        "proxy_headers": False,
         "lifespan": "on",
     }
     if settings.workers > 1:
