@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,15 @@ pytestmark = pytest.mark.slow
 def test_demo_runs_end_to_end_and_promotes_the_best_model(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     out = run(["demo", "--dir", str(root)], cwd=tmp_path).stdout
-    for step in ("1/6", "2/6", "3/6", "4/6", "5/6", "6/6"):
-        assert step in out
+    for step in range(1, 9):
+        assert f"{step}/8" in out
+    assert "POST http://127.0.0.1:" in out and "gives the same labels: True" in out
+    assert 'route="/predict",status="200"' in out
+    with (root / "predictions.csv").open(newline="") as f:
+        predictions = list(csv.DictReader(f))
+    assert len(predictions) == 569
+    assert set(predictions[0]) == {"prediction", "proba_benign", "proba_malignant"}
+    assert {p["prediction"] for p in predictions} == {"benign", "malignant"}
     assert "summary" in out and "demo finished" in out and "mlflow ui" in out
     client = mlflow_client(root)
     versions = client.search_model_versions("name='breast_cancer'")

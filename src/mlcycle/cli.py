@@ -6,8 +6,8 @@ Two kinds of commands:
   ``export``) are Hydra applications: everything after the command name is Hydra's
   command line (overrides, ``--multirun``, ``--cfg job``, ``--help``, ``-sc``).
 * **Plain commands** (``init``, ``data``, ``models``, ``promote``, ``rollback``,
-  ``serve``, ``demo``, ``completion``) take flags, plus optional ``key=value`` overrides for the
-  config they read (e.g. ``tracking.uri=...``).
+  ``serve``, ``predict``, ``demo``, ``completion``) take flags, plus optional
+  ``key=value`` overrides for the config they read (e.g. ``tracking.uri=...``).
 
 Heavy libraries are imported inside the command that needs them, so ``mlcycle --help``
 and tab completion stay quick.
@@ -44,6 +44,7 @@ PLAIN_COMMANDS: dict[str, str] = {
     "promote": "move the 'champion' alias to a model version",
     "rollback": "move 'champion' back to the previous champion",
     "serve": "serve a model over HTTP (OIP v2, MLflow /invocations, /predict, /metrics)",
+    "predict": "score a CSV or Parquet file in streaming chunks (or on Ray) with a model",
     "demo": "run the end-to-end demo in a fresh project",
     "completion": "print the bash completion script",
 }
@@ -217,6 +218,25 @@ def _cmd_serve(rest: list[str]) -> None:
     serve(ns.model, flags, ns.overrides)
 
 
+def _cmd_predict(rest: list[str]) -> None:
+    p = _parser("predict", PLAIN_COMMANDS["predict"])
+    from mlcycle.batch.command import add_arguments
+
+    add_arguments(p)
+    p.add_argument(
+        "--model",
+        help="bundle folder or registry reference (models:/NAME@ALIAS, @ALIAS, a version); "
+        "default: the registry's @champion",
+    )
+    _add_overrides(p)
+    ns = p.parse_args(rest)
+    from mlcycle.batch.command import run
+    from mlcycle.serve_commands import resolve_model
+
+    path, _, version, _ = resolve_model(ns.model, ns.overrides)
+    run(ns, path, version)
+
+
 def _cmd_demo(rest: list[str]) -> None:
     p = _parser("demo", PLAIN_COMMANDS["demo"])
     p.add_argument(
@@ -250,6 +270,7 @@ _PLAIN: dict[str, Callable[[list[str]], None]] = {
     "promote": _cmd_promote,
     "rollback": _cmd_rollback,
     "serve": _cmd_serve,
+    "predict": _cmd_predict,
     "demo": _cmd_demo,
     "completion": _cmd_completion,
 }

@@ -1,7 +1,8 @@
 """``mlcycle demo``: the whole lifecycle core on the bundled example, in a fresh project.
 
 init → add data (DVC) → push to the DVC remote → sanity check → a two-model sweep
-(train, evaluate, export with parity, register) → promote the best → summary. Each
+(train, evaluate, export with parity, register) → promote the best → serve the champion
+and call it over HTTP → score the data file in batch → summary. Each
 step runs the real ``mlcycle`` command in a subprocess, exactly as a user would.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mlcycle.demo_serving import call_the_champion
 from mlcycle.summary import fmt
 
 __all__ = ["mlcycle_command", "run_demo"]
@@ -54,7 +56,7 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
     if root.exists() and any(root.iterdir()):
         root = root / "project"
     console.print(f"[bold]mlcycle demo[/bold] in {root}")
-    total = 6
+    total = 8
     root.parent.mkdir(parents=True, exist_ok=True)
     _step(
         console,
@@ -90,8 +92,29 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
         root,
     )
     _step(console, 6, total, "list the registry", ["models"], root)
+    data, label = _data_file(root)
+    console.rule(f"[bold]7/{total}[/bold] serve the champion over HTTP and call it")
+    call_the_champion(console, mlcycle_command(), root, data, label)
+    _step(
+        console,
+        8,
+        total,
+        "score the whole data file in batch with the champion",
+        ["predict", str(data), "--output", "predictions.csv", "--overwrite", "--no-progress"],
+        root,
+    )
     _summary(console, root, time.perf_counter() - start)
     return root
+
+
+def _data_file(root: Path) -> tuple[Path, str]:
+    """The project's data file and label column, from its config."""
+    from mlcycle.config.hydra_app import compose, to_config
+    from mlcycle.config.project import Project
+
+    project = Project(root)
+    cfg = to_config(compose([], project=project))
+    return project.path(cfg.data.path), cfg.data.label
 
 
 def _versions(root: Path) -> tuple[str, list[dict[str, object]]]:
