@@ -156,7 +156,9 @@ def test_promote_unknown_version_fails_cleanly(trained_project: Path) -> None:
 def test_serve_answers_with_the_registry_champion_and_config_settings(
     trained_project: Path,
 ) -> None:
-    run(["promote", "1", "--reason", "serve it"], cwd=trained_project)
+    run(["promote", "1", "--reason", "serve it"], cwd=trained_project, check=False)
+    client = mlflow_client(trained_project)
+    assert str(client.get_model_version_by_alias("breast_cancer", "champion").version) == "1"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     proc = subprocess.Popen(

@@ -81,6 +81,7 @@ def test_every_layout_gives_the_same_arrays() -> None:
         ([row(), row(income=[1, 2])], 422, "wrong_type", "records[1].income"),
         ([row(age=None)], 422, "missing_value", "records[0].age"),
         ([row(age=1e39)], 422, "not_finite", "records[0].age"),
+        ([row(age=3.402823466385289e38)], 422, "not_finite", "records[0].age"),
         ([row(size="XL")], 422, "unseen_category", "records[0].size"),
         ([row(size=None)], 422, "missing_value", "records[0].size"),
         ([row(color=1.5)], 422, "wrong_type", "records[0].color"),

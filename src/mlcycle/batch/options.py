@@ -73,6 +73,8 @@ class ScoreReport:
     2000.0
     >>> r.summary()
     'scored 1,000 rows in 0.50 s (2,000 rows/s) with m v3 [local] -> out.csv'
+    >>> ScoreReport(Path("a"), Path("b"), 0, 0.0, "ray", "m", "").summary()
+    'scored 0 rows in 0.00 s (0 rows/s) with m [ray] -> b'
     """
 
     # The scored file.
@@ -99,8 +101,10 @@ class ScoreReport:
 
     def summary(self) -> str:
         """The one-line report the command prints."""
+        model = self.model_name
+        if self.model_version:
+            model += f" v{self.model_version}"
         return (
             f"scored {self.rows:,} rows in {self.seconds:.2f} s "
-            f"({self.rows_per_second:,.0f} rows/s) with {self.model_name} "
-            f"v{self.model_version} [{self.engine}] -> {self.output}"
+            f"({self.rows_per_second:,.0f} rows/s) with {model} [{self.engine}] -> {self.output}"
         )

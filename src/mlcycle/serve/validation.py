@@ -34,6 +34,7 @@ from mlcycle.serve.settings import ValidationSettings
 __all__ = ["FeatureBatch", "Validator"]
 
 Locate = Callable[[int, str], str]
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,9 @@ class Validator:
         with np.errstate(over="ignore", invalid="ignore"):
             values = arr.astype(np.float32)
         finite = np.isfinite(values)
+        if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+            # a double just above float32's largest value rounds down to it, not to inf
+            finite &= np.abs(arr) <= _F32_MAX
         if not finite.all():
             self._check_nonfinite(b, arr, values, finite, locate)
         return values
