@@ -101,16 +101,7 @@ class ServerState:
 
     def check_model(self, name: str | None, version: str | None) -> None:
         """404 unless ``name`` (and ``version``, when given) is the served model."""
-        model = self.model
-        if name != model.name or (version is not None and version != model.version):
-            asked = f"{name!r}" + (f" version {version!r}" if version is not None else "")
-            raise RequestError(
-                404,
-                "unknown_model",
-                f"model {asked} is not served here; this server serves "
-                f"{model.name!r} version {model.version!r}",
-                "path",
-            )
+        self.model.check_name(name, version)
 
 
 def create_app(settings: ServeSettings, model: ServedModel | None = None) -> PredictionRoutes:

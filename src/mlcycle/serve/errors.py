@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RequestError", "body_too_large", "caller_request_id", "error_body"]
+__all__ = [
+    "RequestError",
+    "body_too_large",
+    "caller_request_id",
+    "check_encoding",
+    "error_body",
+]
 
 
 class RequestError(Exception):
@@ -83,3 +89,19 @@ def caller_request_id(value: str | None) -> str | None:
     if value and len(value) <= 200 and value.isprintable():
         return value
     return None
+
+
+def check_encoding(value: str | None) -> None:
+    """Raise a 415 unless the ``Content-Encoding`` header is absent or ``identity``.
+
+    Compressed bodies are refused rather than inflated: a small gzip body can expand past
+    any size limit.
+    """
+    encoding = (value or "identity").strip().lower()
+    if encoding not in ("identity", ""):
+        raise RequestError(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {encoding} is not supported; send the body uncompressed",
+            "Content-Encoding",
+        )

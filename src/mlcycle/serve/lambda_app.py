@@ -37,7 +37,13 @@ import orjson
 
 from mlcycle import __version__
 from mlcycle.serve import oip
-from mlcycle.serve.errors import RequestError, body_too_large, caller_request_id, error_body
+from mlcycle.serve.errors import (
+    RequestError,
+    body_too_large,
+    caller_request_id,
+    check_encoding,
+    error_body,
+)
 from mlcycle.serve.lambda_events import LambdaRequest, event_kind, parse_event
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.protocols import decode_invocations, decode_predict, prediction_rows
@@ -164,14 +170,7 @@ class LambdaApp:
 
     def _body(self, req: LambdaRequest) -> bytes:
         limit = self.settings.validation.max_body_bytes
-        encoding = req.headers.get("content-encoding", "identity").lower()
-        if encoding not in ("identity", ""):
-            raise RequestError(
-                415,
-                "unsupported_encoding",
-                f"Content-Encoding {encoding} is not supported; send the body uncompressed",
-                "Content-Encoding",
-            )
+        check_encoding(req.headers.get("content-encoding"))
         body = req.body
         if isinstance(body, str) and req.base64:
             if len(body) // 4 * 3 > limit + 2:
@@ -196,17 +195,7 @@ class LambdaApp:
         return data
 
     def _check_model(self, params: Mapping[str, str]) -> None:
-        name, version = params.get("name"), params.get("version")
-        model = self.model
-        if name != model.name or (version is not None and version != model.version):
-            asked = f"{name!r}" + (f" version {version!r}" if version is not None else "")
-            raise RequestError(
-                404,
-                "unknown_model",
-                f"model {asked} is not served here; this function serves "
-                f"{model.name!r} version {model.version!r}",
-                "path",
-            )
+        self.model.check_name(params.get("name"), params.get("version"))
 
     def _proxy_response(self, reply: _Reply, rid: str) -> dict[str, Any]:
         headers = {"content-type": _JSON, **reply.headers}

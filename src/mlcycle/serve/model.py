@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.bundle import MANIFEST_FILE, Bundle
+from mlcycle.serve.errors import RequestError
 from mlcycle.serve.settings import ServeSettings
 from mlcycle.serve.validation import Validator
 
@@ -65,6 +66,24 @@ class ServedModel:
         version = settings.model_version or _manifest_digest(bundle.path)
         name = settings.model_name or bundle.model_name
         return cls(bundle, name, version, validator, time.perf_counter() - start)
+
+    def check_name(self, name: str | None, version: str | None) -> None:
+        """Raise a 404 unless ``name`` (and ``version``, when given) is this model.
+
+        Raises
+        ------
+        RequestError
+            404 ``unknown_model``, naming the model that is served.
+        """
+        if name != self.name or (version is not None and version != self.version):
+            asked = f"{name!r}" + (f" version {version!r}" if version is not None else "")
+            raise RequestError(
+                404,
+                "unknown_model",
+                f"model {asked} is not served here; this serves "
+                f"{self.name!r} version {self.version!r}",
+                "path",
+            )
 
     @property
     def classes(self) -> list[str]:

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mlcycle.serve import oip
-from mlcycle.serve.errors import RequestError, body_too_large, caller_request_id, error_body
+from mlcycle.serve.errors import (
+    RequestError,
+    body_too_large,
+    caller_request_id,
+    check_encoding,
+    error_body,
+)
 from mlcycle.serve.protocols import decode_invocations, decode_predict, prediction_rows
 
 if TYPE_CHECKING:
@@ -162,14 +168,7 @@ class PredictionRoutes:
         declared = headers.get("content-length")
         if declared is not None and declared.isdecimal() and int(declared) > limit:
             raise body_too_large(int(declared), limit)
-        encoding = headers.get("content-encoding", "identity").lower()
-        if encoding not in ("identity", ""):
-            raise RequestError(
-                415,
-                "unsupported_encoding",
-                f"Content-Encoding {encoding} is not supported; send the body uncompressed",
-                "Content-Encoding",
-            )
+        check_encoding(headers.get("content-encoding"))
         chunks: list[bytes] = []
         size = 0
         while True:
