@@ -8,6 +8,7 @@ uvicorn's ``auto`` loop and HTTP parser pick uvloop and httptools (installed wit
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -42,8 +43,9 @@ def serve(settings: ServeSettings) -> None:
 
     model = ServedModel.load(settings)
     os.environ[ENV_VAR] = settings.to_json()
-    if settings.workers > 1:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir(settings.metrics_dir)
+    metrics_dir = _metrics_dir(settings.metrics_dir) if settings.workers > 1 else None
+    if metrics_dir is not None:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     print(
         f"serving {model.name} version {model.version} from {settings.bundle} on "
         f"http://{settings.host}:{settings.port} with {settings.workers} worker(s); "
@@ -64,12 +66,16 @@ def serve(settings: ServeSettings) -> None:
         "proxy_headers": False,
         "lifespan": "on",
     }
-    if settings.workers > 1:
-        uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
-    else:
-        from mlcycle.serve.app import create_app
+    try:
+        if settings.workers > 1:
+            uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
+        else:
+            from mlcycle.serve.app import create_app
 
-        uvicorn.run(create_app(settings, model), **options)  # type: ignore[arg-type]
+            uvicorn.run(create_app(settings, model), **options)  # type: ignore[arg-type]
+    finally:
+        if metrics_dir is not None and not settings.metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _metrics_dir(configured: str) -> str:
