@@ -189,6 +189,12 @@ def test_serve_answers_with_the_registry_champion_and_config_settings(
         proc.wait(timeout=15)
     outside = run(["serve", "--model", "@champion"], cwd=trained_project.parent, check=False)
     assert outside.returncode == 2 and "no mlcycle project" in outside.stderr
+    run_id = client.get_model_version("breast_cancer", "1").run_id
+    data = trained_project / "data" / "breast_cancer.csv"
+    for ref in ("@champion", f"runs:/{run_id}/bundle"):
+        out = run(["predict", str(data), "-o", "scored.csv", "--overwrite", "--no-progress",
+                   "--model", ref], cwd=trained_project).stdout  # fmt: skip
+        assert "scored 569 rows" in out, out
 
 
 def test_sanity_passes_for_defaults_and_fails_for_a_crippled_model(trained_project: Path) -> None:

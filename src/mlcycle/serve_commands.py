@@ -58,14 +58,18 @@ def resolve_model(
     project = Project.discover()
     cfg = to_config(compose(overrides, project=project))
     ctx = configure_tracking(cfg.tracking, project)
-    text = ref or "@champion"
-    mref = parse_model_ref(text, default_name=ctx.registered_model)
+    text = (ref or "@champion").strip()
     path = resolve_bundle(ctx, text)
+    if text.startswith("runs:/"):  # a run's bundle: no registered name or version
+        return path, "", "", cfg.serve
+    mref = parse_model_ref(text, default_name=ctx.registered_model)
     version = lookup_version(ctx, mref) or ""
     return path, mref.name, version, cfg.serve
 
 
 def _is_registry_ref(ref: str) -> bool:
+    # The forms mlcycle.registry.refs resolves; repeated here because importing that
+    # module imports MLflow, which a bundle folder must not need.
     text = ref.strip()
     return text.startswith(("models:/", "runs:/", "@")) or text.lstrip("vV").isdigit()
 
