@@ -19,9 +19,7 @@ batch that fails it is walked value by value, to name the first bad value's fiel
 
 from __future__ import annotations
 
-import math
-import reprlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -30,11 +28,16 @@ import numpy as np
 
 from mlcycle.serve.errors import RequestError
 from mlcycle.serve.settings import ValidationSettings
+from mlcycle.serve.values import (
+    Locate,
+    categorical_block,
+    json_type,
+    numeric_block,
+    parse_number,
+    short,
+)
 
 __all__ = ["FeatureBatch", "Validator"]
-
-Locate = Callable[[int, str], str]
-_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Validator:
                     422,
                     "wrong_type",
                     f"{where}[{i}] must be an object of feature: value "
-                    f"pairs, not {_json_type(record)}",
+                    f"pairs, not {json_type(record)}",
                     f"{where}[{i}]",
                 )
             if len(record) != width:
@@ -209,7 +212,7 @@ class Validator:
                 for f in b.features:
                     j = index[f]
                     for i, row in enumerate(parsed):
-                        row[j] = _parse_number(row[j], f"{where}[{i}].{f}")
+                        row[j] = parse_number(row[j], f"{where}[{i}].{f}")
             else:
                 for f in b.features:
                     j = index[f]
@@ -222,7 +225,7 @@ class Validator:
         width = len(columns)
         for i, row in enumerate(data):
             if type(row) is not list or len(row) != width:
-                got = f"a list of {len(row)}" if type(row) is list else _json_type(row)
+                got = f"a list of {len(row)}" if type(row) is list else json_type(row)
                 raise RequestError(
                     422,
                     "wrong_shape",
@@ -237,7 +240,7 @@ class Validator:
     def _check_rows(self, rows: Any, where: str) -> int:
         if not isinstance(rows, list):
             raise RequestError(
-                422, "wrong_type", f"{where} must be a list of rows, not {_json_type(rows)}", where
+                422, "wrong_type", f"{where} must be a list of rows, not {json_type(rows)}", where
             )
         self._check_count(len(rows), where)
         return len(rows)
@@ -295,144 +298,18 @@ class Validator:
         return FeatureBatch(out, n)
 
     def _block(self, b: _Block, raw: Any, locate: Locate) -> np.ndarray[Any, Any]:
-        return self._numeric(b, raw, locate) if b.numeric else self._categorical(b, raw, locate)
-
-    def _numeric(self, b: _Block, raw: Any, locate: Locate) -> np.ndarray[Any, Any]:
-        shape = (len(raw), len(b.features))
-        arr = raw if isinstance(raw, np.ndarray) else _grid(raw, shape, fast=True)
-        if arr.dtype.kind not in "fiub" or arr.shape != shape:
-            arr = self._numeric_slow(b, _grid(raw, shape, fast=False), locate)
-        with np.errstate(over="ignore", invalid="ignore"):
-            values = arr.astype(np.float32)
-        finite = np.isfinite(values)
-        if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
-            # a double just above float32's largest value rounds down to it, not to inf
-            finite &= np.abs(arr) <= _F32_MAX
-        if not finite.all():
-            self._check_nonfinite(b, arr, values, finite, locate)
-        return values
-
-    def _numeric_slow(
-        self, b: _Block, obj: np.ndarray[Any, Any], locate: Locate
-    ) -> np.ndarray[Any, Any]:
-        out = np.empty(obj.shape, dtype=np.float64)
-        for (i, j), v in np.ndenumerate(obj):
-            t = type(v)
-            if t is float or t is int or t is bool or isinstance(v, np.number | np.bool_):
-                try:
-                    out[i, j] = float(v)
-                except OverflowError:
-                    out[i, j] = math.inf
-            elif v is None:
-                out[i, j] = math.nan
-            else:
-                f = b.features[j]
-                raise RequestError(
-                    422,
-                    "wrong_type",
-                    f"numeric feature {f!r} got {_json_type(v)} {_short(v)}; "
-                    "send a number (or null for a missing value)",
-                    locate(i, f),
-                )
-        return out
-
-    def _check_nonfinite(
-        self,
-        b: _Block,
-        arr: np.ndarray[Any, Any],
-        values: np.ndarray[Any, Any],
-        finite: np.ndarray[Any, Any],
-        locate: Locate,
-    ) -> None:
-        for i, j in zip(*np.nonzero(~finite), strict=True):
-            f = b.features[j]
-            if not math.isnan(values[i, j]):
-                raise RequestError(
-                    422,
-                    "not_finite",
-                    f"numeric feature {f!r} got {_short(arr[i, j])}, which is "
-                    "infinite or beyond float32's range (about ±3.4e38)",
-                    locate(int(i), f),
-                )
-            if not self.nullable[f]:
-                raise RequestError(
-                    422,
-                    "missing_value",
-                    f"numeric feature {f!r} is missing (null or NaN) but "
-                    "the schema does not declare it nullable; send a number, or set "
-                    "serve.validation.allow_missing=true",
-                    locate(int(i), f),
-                )
-
-    def _categorical(self, b: _Block, raw: Any, locate: Locate) -> np.ndarray[Any, Any]:
-        n = len(raw)
-        arr = _grid(raw, (n, len(b.features)), fast=False)
-        out = np.empty((n, len(b.features)), dtype=object)
-        policy = self.settings.unseen_category
-        for j, f in enumerate(b.features):
-            known = self.categories[f]
-            nullable = self.nullable[f]
-            for i in range(n):
-                out[i, j] = self._category(arr[i, j], f, known, nullable, policy, locate, i)
-        return out
-
-    def _category(
-        self,
-        v: Any,
-        f: str,
-        known: frozenset[str],
-        nullable: bool,
-        policy: str,
-        locate: Locate,
-        i: int,
-    ) -> str:
-        t = type(v)
-        if t is bytes:
-            try:
-                v = v.decode()
-            except UnicodeDecodeError:
-                raise RequestError(
-                    422,
-                    "wrong_type",
-                    f"categorical feature {f!r} got bytes that are not UTF-8",
-                    locate(i, f),
-                ) from None
-        elif t is int or isinstance(v, np.integer):
-            v = str(v)
-        elif v is None:
-            v = ""
-        elif t is not str and not isinstance(v, np.str_):
-            raise RequestError(
-                422,
-                "wrong_type",
-                f"categorical feature {f!r} got {_json_type(v)} {_short(v)}; "
-                "send a string (or null for a missing value)",
-                locate(i, f),
-            )
-        if v == "" or v == self._missing_category:
-            if not nullable:
-                raise RequestError(
-                    422,
-                    "missing_value",
-                    f"categorical feature {f!r} is missing but the schema "
-                    "does not declare it nullable; send one of its categories, or set "
-                    "serve.validation.allow_missing=true",
-                    locate(i, f),
-                )
-            return self._missing_category
-        if known and v not in known and policy != "pass":
-            if policy == "missing":
-                return self._missing_category
-            shown = ", ".join(sorted(known)[:20])
-            raise RequestError(
-                422,
-                "unseen_category",
-                f"categorical feature {f!r} got {_short(v)}, a value "
-                f"never seen in training (known: {shown}); fix the value, or set "
-                "serve.validation.unseen_category to missing or pass",
-                locate(i, f),
-            )
-        return str(v)
+        nullable = [self.nullable[f] for f in b.features]
+        if b.numeric:
+            return numeric_block(b.features, nullable, raw, locate)
+        return categorical_block(
+            b.features,
+            [self.categories[f] for f in b.features],
+            nullable,
+            raw,
+            locate,
+            policy=self.settings.unseen_category,
+            missing=self._missing_category,
+        )
 
 
 def _check_unique(columns: Sequence[str], where: str) -> None:
@@ -440,25 +317,9 @@ def _check_unique(columns: Sequence[str], where: str) -> None:
     for c in columns:
         if c in seen:
             raise RequestError(
-                422, "duplicate_feature", f"feature {_short(c)} appears twice in {where}", where
+                422, "duplicate_feature", f"feature {short(c)} appears twice in {where}", where
             )
         seen.add(c)
-
-
-def _grid(raw: Any, shape: tuple[int, int], *, fast: bool) -> np.ndarray[Any, Any]:
-    """Rows as a 2-D array: numpy's own guess when ``fast``, else an object grid."""
-    if fast:
-        try:
-            return np.array(raw)
-        except (ValueError, TypeError, OverflowError):
-            return np.empty((0, 0), dtype=object)
-    if isinstance(raw, np.ndarray) and raw.ndim == 2:
-        return raw.astype(object)
-    out = np.empty(shape, dtype=object)
-    for i, row in enumerate(raw):
-        for j, v in enumerate(row):
-            out[i, j] = v
-    return out
 
 
 def _dotted(where: str) -> Locate:
@@ -471,40 +332,3 @@ def _indexed(where: str, columns: Sequence[str]) -> Locate:
 
 def _tensor(where: str, features: Sequence[str]) -> Locate:
     return lambda i, f: f"{where}[{i}][{list(features).index(f)}] ({f})"
-
-
-def _parse_number(text: str, field: str) -> float:
-    if text == "":
-        return math.nan
-    try:
-        return float(text)
-    except ValueError:
-        raise RequestError(
-            422, "wrong_type", f"{field} is {_short(text)}, which is not a number", field
-        ) from None
-
-
-def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, int | float | np.number):
-        return "a number"
-    if isinstance(v, str | bytes):
-        return "a string"
-    if isinstance(v, list | tuple):
-        return "a list"
-    if isinstance(v, dict):
-        return "an object"
-    return type(v).__name__
-
-
-_REPR = reprlib.Repr()  # bounded depth: a client may nest lists a thousand deep
-_REPR.maxlevel = 3
-_REPR.maxstring = _REPR.maxother = 60
-
-
-def _short(v: Any) -> str:
-    text = _REPR.repr(v.item() if isinstance(v, np.generic) else v)
-    return text if len(text) <= 60 else text[:57] + "..."
