@@ -1,0 +1,250 @@
+"""Data drift: is a window of production values distributed like the training data?
+
+One test per feature, chosen by kind and sample size as Evidently does by default:
+
+==============  =====================================  ==========================
+feature kind    up to ``small_sample`` current values  more values
+==============  =====================================  ==========================
+numeric         Kolmogorov-Smirnov, p < ``alpha``      Wasserstein distance / std of
+                                                       the reference > threshold
+categorical     chi-square on the 2 x K table,         Jensen-Shannon distance
+                p < ``alpha``                          (base 2) > threshold
+==============  =====================================  ==========================
+
+The population stability index (PSI) is computed for every feature too (decile bins of
+the reference for numbers, categories for categories). A dataset drifts when the share
+of drifted features reaches ``dataset_share``. Statistics and p-values are scipy's own
+(``ks_2samp``, ``wasserstein_distance``, ``chi2_contingency``, ``jensenshannon``).
+Missing values (NaN, ``None``, ``""``) are left out: their rate is a metric of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from mlcycle.exceptions import DataError
+
+__all__ = [
+    "DatasetDrift",
+    "DriftSettings",
+    "FeatureDrift",
+    "categorical_drift",
+    "dataset_drift",
+    "drift_from_profile",
+    "numeric_drift",
+    "psi",
+]
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """Thresholds of the drift tests."""
+
+    # Current-window size up to which the statistical tests (KS, chi-square) are used.
+    small_sample: int = 1000
+    # p-value below which KS / chi-square say "drifted".
+    alpha: float = 0.05
+    # Wasserstein distance in reference standard deviations above which a number drifted.
+    wasserstein_threshold: float = 0.1
+    # Jensen-Shannon distance (base 2, 0..1) above which a category drifted.
+    jensenshannon_threshold: float = 0.1
+    # Bins of the numeric PSI (quantiles of the reference).
+    psi_bins: int = 10
+    # Share of drifted features at which the dataset drifted.
+    dataset_share: float = 0.5
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One feature's drift test and its PSI."""
+
+    feature: str
+    kind: str
+    test: str
+    statistic: float
+    p_value: float | None
+    threshold: float
+    drifted: bool
+    psi: float
+    n_reference: int
+    n_current: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DatasetDrift:
+    """The verdict over all features."""
+
+    features: list[FeatureDrift]
+    share: float
+    threshold: float
+    drifted: bool
+
+    @property
+    def drifted_features(self) -> list[str]:
+        """Names of the features that drifted."""
+        return [f.feature for f in self.features if f.drifted]
+
+
+def psi(
+    expected: Sequence[float] | np.ndarray[Any, Any],
+    actual: Sequence[float] | np.ndarray[Any, Any],
+    eps: float = 1e-4,
+) -> float:
+    """Population stability index of two distributions over the same bins.
+
+    ``sum((a - e) * ln(a / e))`` over bins, with shares clipped to at least ``eps`` so
+    an empty bin does not give infinity. Below 0.1: stable; 0.1-0.2: some shift; above
+    0.2: a significant shift (the usual reading).
+
+    Examples
+    --------
+    >>> psi([0.5, 0.5], [0.5, 0.5])
+    0.0
+    >>> round(psi([0.5, 0.5], [0.9, 0.1]), 4)
+    0.8789
+    """
+    e = np.clip(np.asarray(expected, dtype=np.float64), eps, None)
+    a = np.clip(np.asarray(actual, dtype=np.float64), eps, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def numeric_drift(
+    feature: str,
+    reference: Sequence[float] | np.ndarray[Any, Any],
+    current: Sequence[float] | np.ndarray[Any, Any],
+    settings: DriftSettings | None = None,
+) -> FeatureDrift:
+    """Drift of a numeric feature: KS for small windows, normed Wasserstein for large.
+
+    Raises
+    ------
+    DataError
+        The reference or the current window has no non-missing value.
+    """
+    from scipy import stats
+
+    s = settings or DriftSettings()
+    ref = _finite(reference, feature, "reference")
+    cur = _finite(current, feature, "current window")
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, s.psi_bins + 1))[1:-1])
+    index = psi(_bin_shares(ref, edges), _bin_shares(cur, edges))
+    if len(cur) <= s.small_sample:
+        result = stats.ks_2samp(ref, cur)
+        p = float(result.pvalue)
+        return FeatureDrift(
+            feature, "numeric", "ks", float(result.statistic), p, s.alpha, p < s.alpha,
+            index, len(ref), len(cur),
+        )  # fmt: skip
+    scale = float(np.std(ref)) or 1.0
+    distance = float(stats.wasserstein_distance(ref, cur)) / scale
+    return FeatureDrift(
+        feature, "numeric", "wasserstein", distance, None, s.wasserstein_threshold,
+        distance > s.wasserstein_threshold, index, len(ref), len(cur),
+    )  # fmt: skip
+
+
+def categorical_drift(
+    feature: str,
+    reference_counts: Mapping[str, int],
+    current: Sequence[Any],
+    settings: DriftSettings | None = None,
+) -> FeatureDrift:
+    """Drift of a categorical feature: chi-square for small windows, Jensen-Shannon for large.
+
+    Parameters
+    ----------
+    reference_counts
+        Category → count in the reference (the profile's ``counts``).
+    current
+        The window's values; ``None`` and ``""`` are missing and left out.
+
+    Raises
+    ------
+    DataError
+        The reference or the current window has no non-missing value.
+    """
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
+    s = settings or DriftSettings()
+    cur_counts = Counter(str(v) for v in current if v is not None and v != "")
+    n_ref, n_cur = sum(reference_counts.values()), sum(cur_counts.values())
+    if n_ref == 0 or n_cur == 0:
+        where = "reference" if n_ref == 0 else "current window"
+        raise DataError(f"feature {feature!r}: the {where} has no non-missing value")
+    cats = sorted(set(reference_counts) | set(cur_counts))
+    ref = np.array([reference_counts.get(c, 0) for c in cats], dtype=np.float64)
+    cur = np.array([cur_counts.get(c, 0) for c in cats], dtype=np.float64)
+    index = psi(ref / n_ref, cur / n_cur)
+    if n_cur <= s.small_sample:
+        if len(cats) < 2:
+            return FeatureDrift(
+                feature, "categorical", "chi2", 0.0, 1.0, s.alpha, False, index, n_ref, n_cur
+            )
+        result = stats.chi2_contingency(np.vstack([ref, cur]))
+        p = float(result.pvalue)
+        return FeatureDrift(
+            feature, "categorical", "chi2", float(result.statistic), p, s.alpha,
+            p < s.alpha, index, n_ref, n_cur,
+        )  # fmt: skip
+    distance = float(jensenshannon(ref / n_ref, cur / n_cur, base=2))
+    return FeatureDrift(
+        feature, "categorical", "jensenshannon", distance, None, s.jensenshannon_threshold,
+        distance > s.jensenshannon_threshold, index, n_ref, n_cur,
+    )  # fmt: skip
+
+
+def dataset_drift(
+    features: list[FeatureDrift], settings: DriftSettings | None = None
+) -> DatasetDrift:
+    """The dataset-level verdict: drifted when the share of drifted features is enough."""
+    s = settings or DriftSettings()
+    share = sum(f.drifted for f in features) / len(features) if features else 0.0
+    return DatasetDrift(
+        features, share, s.dataset_share, bool(features) and share >= s.dataset_share
+    )
+
+
+def drift_from_profile(
+    profile: Mapping[str, Any],
+    columns: Mapping[str, Sequence[Any]],
+    settings: DriftSettings | None = None,
+) -> DatasetDrift:
+    """Drift of a window of feature columns against a bundle's ``profile.json``.
+
+    Numeric features compare with the profile's reference ``sample``; categorical ones
+    with its ``counts``. Features absent from ``columns`` are skipped.
+    """
+    results: list[FeatureDrift] = []
+    for name, spec in profile["features"].items():
+        if name not in columns:
+            continue
+        if spec["kind"] == "numeric":
+            results.append(numeric_drift(name, spec["sample"], columns[name], settings))
+        elif spec["kind"] == "categorical":
+            results.append(categorical_drift(name, spec["counts"], columns[name], settings))
+    return dataset_drift(results, settings)
+
+
+def _finite(values: Any, feature: str, where: str) -> np.ndarray[Any, Any]:
+    arr = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        raise DataError(f"feature {feature!r}: the {where} has no non-missing value")
+    return arr
+
+
+def _bin_shares(values: np.ndarray[Any, Any], edges: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    shares: np.ndarray[Any, Any] = counts / counts.sum()
+    return shares
