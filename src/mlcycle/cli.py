@@ -6,7 +6,7 @@ Two kinds of commands:
   ``export``) are Hydra applications: everything after the command name is Hydra's
   command line (overrides, ``--multirun``, ``--cfg job``, ``--help``, ``-sc``).
 * **Plain commands** (``init``, ``data``, ``models``, ``promote``, ``rollback``,
-  ``serve``, ``predict``, ``demo``, ``completion``) take flags, plus optional
+  ``serve``, ``predict``, ``drift``, ``demo``, ``completion``) take flags, plus optional
   ``key=value`` overrides for the config they read (e.g. ``tracking.uri=...``).
 
 Heavy libraries are imported inside the command that needs them, so ``mlcycle --help``
@@ -45,6 +45,7 @@ PLAIN_COMMANDS: dict[str, str] = {
     "rollback": "move 'champion' back to the previous champion",
     "serve": "serve a model over HTTP (OIP v2, MLflow /invocations, /predict, /metrics)",
     "predict": "score a CSV or Parquet file in streaming chunks (or on Ray) with a model",
+    "drift": "data drift between a reference and a current file (CSV or Parquet)",
     "demo": "run the end-to-end demo in a fresh project",
     "completion": "print the bash completion script",
 }
@@ -237,6 +238,31 @@ def _cmd_predict(rest: list[str]) -> None:
     run(ns, path, version)
 
 
+def _cmd_drift(rest: list[str]) -> None:
+    p = _parser("drift", PLAIN_COMMANDS["drift"])
+    p.add_argument("reference", type=Path, help="the reference data (e.g. the training set)")
+    p.add_argument("current", type=Path, help="the data to compare with it")
+    p.add_argument("--columns", help="comma-separated columns to test (default: all)")
+    p.add_argument("--exclude", default="", help="comma-separated columns to leave out")
+    p.add_argument("--output", type=Path, help="also write the result as JSON here")
+    p.add_argument(
+        "--fail-on-drift", action="store_true", help="exit with status 1 when the data drifted"
+    )
+    ns = p.parse_args(rest)
+    from rich.console import Console
+
+    from mlcycle.monitor.files import drift_between_files, render_drift, write_report
+
+    columns = [c for c in ns.columns.split(",") if c] if ns.columns else None
+    exclude = [c for c in ns.exclude.split(",") if c]
+    result = drift_between_files(ns.reference, ns.current, columns=columns, exclude=exclude)
+    Console().print(render_drift(result))
+    if ns.output:
+        write_report(result, ns.reference, ns.current, ns.output)
+    if ns.fail_on_drift and result.drifted:
+        raise SystemExit(1)
+
+
 def _cmd_demo(rest: list[str]) -> None:
     p = _parser("demo", PLAIN_COMMANDS["demo"])
     p.add_argument(
@@ -271,6 +297,7 @@ _PLAIN: dict[str, Callable[[list[str]], None]] = {
     "rollback": _cmd_rollback,
     "serve": _cmd_serve,
     "predict": _cmd_predict,
+    "drift": _cmd_drift,
     "demo": _cmd_demo,
     "completion": _cmd_completion,
 }
