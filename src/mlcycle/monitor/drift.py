@@ -35,6 +35,7 @@ __all__ = [
     "DriftSettings",
     "FeatureDrift",
     "categorical_drift",
+    "categorical_drift_from_counts",
     "dataset_drift",
     "drift_from_profile",
     "numeric_drift",
@@ -173,11 +174,21 @@ def categorical_drift(
     DataError
         The reference or the current window has no non-missing value.
     """
+    counts = Counter(str(v) for v in current if v is not None and v != "")
+    return categorical_drift_from_counts(feature, reference_counts, counts, settings)
+
+
+def categorical_drift_from_counts(
+    feature: str,
+    reference_counts: Mapping[str, int],
+    cur_counts: Mapping[str, int],
+    settings: DriftSettings | None = None,
+) -> FeatureDrift:
+    """:func:`categorical_drift` from the current window's category counts."""
     from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
     s = settings or DriftSettings()
-    cur_counts = Counter(str(v) for v in current if v is not None and v != "")
     n_ref, n_cur = sum(reference_counts.values()), sum(cur_counts.values())
     if n_ref == 0 or n_cur == 0:
         where = "reference" if n_ref == 0 else "current window"
@@ -237,7 +248,10 @@ def drift_from_profile(
 
 
 def _finite(values: Any, feature: str, where: str) -> np.ndarray[Any, Any]:
-    arr = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        arr = values.astype(np.float64, copy=False)
+    else:
+        arr = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
     arr = arr[np.isfinite(arr)]
     if arr.size == 0:
         raise DataError(f"feature {feature!r}: the {where} has no non-missing value")

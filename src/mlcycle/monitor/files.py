@@ -17,7 +17,7 @@ from mlcycle.monitor.drift import (
     DatasetDrift,
     DriftSettings,
     FeatureDrift,
-    categorical_drift,
+    categorical_drift_from_counts,
     dataset_drift,
     numeric_drift,
 )
@@ -65,10 +65,20 @@ def drift_between_files(
         if is_numeric_dtype(r) and not is_bool_dtype(r) and is_numeric_dtype(c):
             results.append(numeric_drift(name, r.to_numpy(float), c.to_numpy(float), settings))
         else:
-            counts = r.dropna().astype(str).value_counts().to_dict()
-            values = c.dropna().astype(str).tolist()
-            results.append(categorical_drift(name, counts, values, settings))
+            ref_counts = _counts(r)
+            results.append(categorical_drift_from_counts(name, ref_counts, _counts(c), settings))
     return dataset_drift(results, settings)
+
+
+def _counts(column: Any) -> dict[str, int]:
+    """Category → count, missing values (NaN, None, "") left out."""
+    counts = column.value_counts(dropna=True)
+    out: dict[str, int] = {}
+    for key, n in counts.items():
+        text = str(key)
+        if text != "":
+            out[text] = out.get(text, 0) + int(n)
+    return out
 
 
 def report_document(result: DatasetDrift, reference: Path, current: Path) -> dict[str, Any]:
