@@ -1,5 +1,7 @@
-"""Monitoring: drift statistics against a bundle's reference profile (more to come).
+"""Monitoring: drift statistics and the prediction log (more to come).
 
 :mod:`mlcycle.monitor.drift` holds the per-feature drift tests and the dataset-level
-verdict; the prediction log, metrics and alarms build on it.
+verdict; :mod:`mlcycle.monitor.store` the buffered prediction log (SQLAlchemy);
+:mod:`mlcycle.monitor.files` the two-file ``mlcycle drift`` command. Metrics, windows
+over live traffic and alarms build on them.
 """

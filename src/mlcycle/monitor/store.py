@@ -1,0 +1,242 @@
+"""The prediction log: events buffered in memory, written in batches by a background thread.
+
+The request path only appends to a bounded buffer (:meth:`PredictionLog.record` never
+touches the database and never blocks). A writer thread takes up to ``batch_size`` events
+at a time and inserts them with SQLAlchemy Core, into SQLite in WAL mode by default or
+any database SQLAlchemy reaches by URL (e.g. ``postgresql+psycopg://...``). When the
+store is slow or down, the buffer fills; then the oldest events are dropped and counted
+(:attr:`PredictionLog.dropped`), and serving goes on. A failed batch is retried with
+back-off, up to ``max_attempts`` times (then dropped and counted), so a store that is
+down loses only what no longer fits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+__all__ = ["PREDICTIONS", "PredictionEvent", "PredictionLog", "connect", "metadata"]
+
+log = logging.getLogger("mlcycle.monitor.store")
+
+metadata = sa.MetaData()
+
+#: One row per answered (or failed) prediction.
+PREDICTIONS = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(200), nullable=False, index=True),
+    sa.Column("row", sa.Integer, nullable=False, default=0),
+    sa.Column("time", sa.Float, nullable=False, index=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(100), nullable=False),
+    sa.Column("arm", sa.String(50), nullable=False, default="champion"),
+    sa.Column("features", sa.Text, nullable=True),
+    sa.Column("label", sa.String(200), nullable=True),
+    sa.Column("confidence", sa.Float, nullable=True),
+    sa.Column("probabilities", sa.Text, nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+
+@dataclass
+class PredictionEvent:
+    """What the log keeps of one predicted row (or one failed request)."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    row: int = 0
+    time: float = field(default_factory=time.time)
+    arm: str = "champion"
+    features: Mapping[str, Any] | None = None
+    label: str | None = None
+    probabilities: Mapping[str, float] | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        """The event as a ``predictions`` table row."""
+        probs = dict(self.probabilities) if self.probabilities else None
+        return {
+            "request_id": self.request_id,
+            "row": self.row,
+            "time": self.time,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "arm": self.arm,
+            "features": None if self.features is None else json.dumps(dict(self.features)),
+            "label": self.label,
+            "confidence": max(probs.values()) if probs else None,
+            "probabilities": None if probs is None else json.dumps(probs),
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+        }
+
+
+def connect(url_or_path: str | Path, *, busy_timeout_ms: int = 5000) -> sa.Engine:
+    """An engine with the log's tables created.
+
+    Parameters
+    ----------
+    url_or_path
+        A SQLAlchemy URL, or a file path for SQLite (opened in WAL mode, so readers do
+        not block the writer).
+    busy_timeout_ms
+        SQLite: how long a write waits for another writer's lock before failing.
+    """
+    text = str(url_or_path)
+    url = text if "://" in text else f"sqlite:///{Path(text).expanduser()}"
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.close()
+
+    metadata.create_all(engine)
+    return engine
+
+
+class PredictionLog:
+    """Bounded in-memory buffer of events and the thread that writes them.
+
+    Parameters
+    ----------
+    engine
+        From :func:`connect`.
+    capacity
+        Most events held while the store is behind; older ones are dropped beyond it.
+    batch_size
+        Most events per insert.
+    flush_interval
+        Seconds the writer waits for more events before writing a partial batch.
+    max_attempts
+        Tries per batch before it is dropped (and counted in :attr:`dropped`).
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        capacity: int = 100_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.5,
+        max_attempts: int = 5,
+    ) -> None:
+        self.engine = engine
+        self.capacity = capacity
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_attempts = max_attempts
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._lock = threading.Condition()
+        self._stop = False
+        self.dropped = 0
+        self.written = 0
+        self.failures = 0
+        self._thread = threading.Thread(
+            target=self._run, name="mlcycle-prediction-log", daemon=True
+        )
+        self._thread.start()
+
+    def record(self, events: Iterable[PredictionEvent]) -> None:
+        """Queue ``events`` for writing; never blocks on the database."""
+        rows = [e.to_row() for e in events]
+        with self._lock:
+            self._buffer.extend(rows)
+            overflow = len(self._buffer) - self.capacity
+            for _ in range(max(overflow, 0)):
+                self._buffer.popleft()
+            self.dropped += max(overflow, 0)
+            if len(self._buffer) >= self.batch_size:
+                self._lock.notify()
+
+    @property
+    def pending(self) -> int:
+        """Events waiting to be written."""
+        with self._lock:
+            return len(self._buffer)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the buffer is written (or ``timeout`` passes); ``True`` if empty."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._lock.notify()
+        while time.monotonic() < deadline:
+            if self.pending == 0 and not self._writing:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is buffered (up to ``timeout``) and stop the writer."""
+        self.flush(timeout)
+        with self._lock:
+            self._stop = True
+            self._lock.notify()
+        self._thread.join(timeout)
+
+    # -- the writer ---------------------------------------------------------------------
+
+    _writing = False
+
+    def _run(self) -> None:
+        backoff = 0.05
+        attempts = 0
+        while True:
+            with self._lock:
+                if not self._buffer and not self._stop:
+                    self._lock.wait(self.flush_interval)
+                if self._stop and not self._buffer:
+                    return
+                batch = [
+                    self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))
+                ]
+                self._writing = bool(batch)
+            if not batch:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(PREDICTIONS.insert(), batch)
+            except Exception as exc:  # the store is down or slow: keep serving
+                self.failures += 1
+                attempts += 1
+                log.warning("prediction log: writing %d events failed: %s", len(batch), exc)
+                if attempts >= self.max_attempts or self._stop:
+                    with self._lock:
+                        self.dropped += len(batch)
+                    attempts = 0
+                else:
+                    self._requeue(batch)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            else:
+                self.written += len(batch)
+                attempts = 0
+                backoff = 0.05
+            finally:
+                self._writing = False
+
+    def _requeue(self, batch: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._buffer.extendleft(reversed(batch))
+            overflow = len(self._buffer) - self.capacity
+            for _ in range(max(overflow, 0)):
+                self._buffer.popleft()
+            self.dropped += max(overflow, 0)
