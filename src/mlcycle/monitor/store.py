@@ -24,7 +24,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["PREDICTIONS", "PredictionEvent", "PredictionLog", "connect", "metadata"]
+__all__ = [
+    "ALARMS",
+    "FEEDBACK",
+    "METRIC_POINTS",
+    "PREDICTIONS",
+    "PredictionEvent",
+    "PredictionLog",
+    "connect",
+    "metadata",
+]
 
 log = logging.getLogger("mlcycle.monitor.store")
 
@@ -41,12 +50,67 @@ PREDICTIONS = sa.Table(
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(100), nullable=False),
     sa.Column("arm", sa.String(50), nullable=False, default="champion"),
+    # Pipeline monitoring: the stage this model is, and the id shared by a pipeline run.
+    sa.Column("stage", sa.String(100), nullable=False, default=""),
+    sa.Column("pipeline_id", sa.String(200), nullable=True, index=True),
     sa.Column("features", sa.Text, nullable=True),
     sa.Column("label", sa.String(200), nullable=True),
     sa.Column("confidence", sa.Float, nullable=True),
     sa.Column("probabilities", sa.Text, nullable=True),
     sa.Column("latency_ms", sa.Float, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+)
+
+#: Ground truth for a logged prediction, by request id and row.
+FEEDBACK = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(200), nullable=False),
+    sa.Column("row", sa.Integer, nullable=False, default=0),
+    sa.Column("time", sa.Float, nullable=False, index=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    # The label it replaced when sent again with overwrite; null for the first one.
+    sa.Column("previous_label", sa.String(200), nullable=True),
+    # Where it came from: api, import:<file>, review.
+    sa.Column("source", sa.String(300), nullable=False, default="api"),
+    sa.UniqueConstraint("request_id", "row", name="uq_feedback_request_row"),
+)
+
+#: Alarms raised by the monitor; acknowledged by a person.
+ALARMS = sa.Table(
+    "alarms",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.Float, nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("stage", sa.String(100), nullable=False, default=""),
+    sa.Column("model_name", sa.String(200), nullable=False, default=""),
+    sa.Column("model_version", sa.String(100), nullable=False, default=""),
+    sa.Column("severity", sa.String(20), nullable=False, default="warning"),
+    # firing (crossed the threshold) or resolved (back inside it, past the hysteresis).
+    sa.Column("state", sa.String(20), nullable=False, default="firing"),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=True),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("details", sa.Text, nullable=True),
+    sa.Column("acknowledged_at", sa.Float, nullable=True),
+    sa.Column("acknowledged_by", sa.String(200), nullable=True),
+)
+
+#: Time series of monitor values (window metrics, drift scores), for report timelines.
+METRIC_POINTS = sa.Table(
+    "metric_points",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time", sa.Float, nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False, index=True),
+    sa.Column("stage", sa.String(100), nullable=False, default=""),
+    sa.Column("model_version", sa.String(100), nullable=False, default=""),
+    # Extra labels (e.g. {"feature": "age"}) as JSON; "" when none.
+    sa.Column("labels", sa.Text, nullable=False, default=""),
+    sa.Column("value", sa.Float, nullable=False),
 )
 
 
@@ -60,6 +124,8 @@ class PredictionEvent:
     row: int = 0
     time: float = field(default_factory=time.time)
     arm: str = "champion"
+    stage: str = ""
+    pipeline_id: str | None = None
     features: Mapping[str, Any] | None = None
     label: str | None = None
     probabilities: Mapping[str, float] | None = None
@@ -76,6 +142,8 @@ class PredictionEvent:
             "model_name": self.model_name,
             "model_version": self.model_version,
             "arm": self.arm,
+            "stage": self.stage,
+            "pipeline_id": self.pipeline_id,
             "features": None if self.features is None else json.dumps(dict(self.features)),
             "label": self.label,
             "confidence": max(probs.values()) if probs else None,
@@ -144,7 +212,7 @@ class PredictionLog:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_attempts = max_attempts
-        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffer: deque[PredictionEvent] = deque()
         self._lock = threading.Condition()
         self._stop = False
         self.dropped = 0
@@ -157,9 +225,8 @@ class PredictionLog:
 
     def record(self, events: Iterable[PredictionEvent]) -> None:
         """Queue ``events`` for writing; never blocks on the database."""
-        rows = [e.to_row() for e in events]
         with self._lock:
-            self._buffer.extend(rows)
+            self._buffer.extend(events)
             overflow = len(self._buffer) - self.capacity
             for _ in range(max(overflow, 0)):
                 self._buffer.popleft()
@@ -213,7 +280,7 @@ class PredictionLog:
                 continue
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(PREDICTIONS.insert(), batch)
+                    conn.execute(PREDICTIONS.insert(), [e.to_row() for e in batch])
             except Exception as exc:  # the store is down or slow: keep serving
                 self.failures += 1
                 attempts += 1
@@ -233,7 +300,7 @@ class PredictionLog:
             finally:
                 self._writing = False
 
-    def _requeue(self, batch: list[dict[str, Any]]) -> None:
+    def _requeue(self, batch: list[PredictionEvent]) -> None:
         with self._lock:
             self._buffer.extendleft(reversed(batch))
             overflow = len(self._buffer) - self.capacity
