@@ -26,12 +26,14 @@ import sqlalchemy as sa
 
 __all__ = [
     "ALARMS",
+    "DEFAULT_STORE_FILE",
     "FEEDBACK",
     "METRIC_POINTS",
     "PREDICTIONS",
     "PredictionEvent",
     "PredictionLog",
     "connect",
+    "resolve_store",
     "metadata",
 ]
 
@@ -151,6 +153,31 @@ class PredictionEvent:
             "latency_ms": self.latency_ms,
             "error": self.error,
         }
+
+
+#: The store's file in a project (or the working folder outside one) when none is given.
+DEFAULT_STORE_FILE = "monitor.db"
+
+
+def resolve_store(value: str | Path | None = None) -> str:
+    """The store to use: ``value`` when given, else ``monitor.db`` in the project root.
+
+    Parameters
+    ----------
+    value
+        A SQLAlchemy URL or SQLite file path (e.g. the ``--store`` flag or
+        ``monitor.store`` setting); empty or ``None`` for the default.
+
+    Returns
+    -------
+    str
+        A URL or an absolute SQLite file path, for :func:`connect`.
+    """
+    if value:
+        return str(value)
+    from mlcycle.config.project import find_project_root
+
+    return str(find_project_root() / DEFAULT_STORE_FILE)
 
 
 def connect(url_or_path: str | Path, *, busy_timeout_ms: int = 5000) -> sa.Engine:
