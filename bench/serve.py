@@ -78,6 +78,7 @@ from mlcycle.export.bundle import make_signature, write_bundle  # noqa: E402
 from mlcycle.export.onnx import to_onnx  # noqa: E402
 from mlcycle.export.parity import check_parity  # noqa: E402
 from mlcycle.export.profile import build_profile  # noqa: E402
+from mlcycle.monitor.settings import MonitorSettings  # noqa: E402
 from mlcycle.serve.app import create_app  # noqa: E402
 from mlcycle.serve.model import ServedModel  # noqa: E402
 from mlcycle.serve.protocols import decode_predict, prediction_rows  # noqa: E402
@@ -94,8 +95,10 @@ LOADS = (
     ("b512_c4", 1, 4, "batch"),
 )
 CONFIGS = ("mlcycle-1", "mlcycle-2", "reference-1", "reference-2")
-# Optional: the reference without uvicorn's access log (``--no-access-log``).
-EXTRA_CONFIGS = ("reference_quiet-1", "reference_quiet-2")
+# Optional: the reference without uvicorn's access log (``--no-access-log``), and mlcycle
+# with its monitor turned off (``--no-monitor``), to measure what monitoring costs.
+EXTRA_CONFIGS = ("reference_quiet-1", "reference_quiet-2", "mlcycle_nomon-1", "mlcycle_nomon-2")
+TARGET_MONITOR_SHARE = 0.95
 TARGET_SPEEDUP = 1.5
 TARGET_P99_MS = 20.0
 TARGET_BATCH_SHARE = 0.5
@@ -262,8 +265,10 @@ def server_command(config: str, bundle: Path, port: int) -> tuple[list[str], dic
         if k not in ("PROMETHEUS_MULTIPROC_DIR", "MLCYCLE_SERVE_SETTINGS")
     }
     extra = ["--workers", workers] if workers != "1" else []
-    if kind == "mlcycle":
+    if kind in ("mlcycle", "mlcycle_nomon"):
         cmd = [sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle)]
+        if kind == "mlcycle_nomon":
+            cmd.append("--no-monitor")
         return [*cmd, "--port", str(port), *extra], env
     env["MLCYCLE_BENCH_BUNDLE"] = str(bundle)
     cmd = [sys.executable, "-m", "uvicorn", "bench.reference_server:app", "--app-dir", str(ROOT)]
@@ -491,7 +496,10 @@ def measure_inprocess(
     os.environ["MLCYCLE_BENCH_BUNDLE"] = str(bundle_path)
     reference = importlib.import_module("bench.reference_server")
     apps = {
-        "mlcycle": create_app(ServeSettings(bundle=str(bundle_path)), model),
+        # The monitor runs in its own process; this measures the app's own request work.
+        "mlcycle": create_app(
+            ServeSettings(bundle=str(bundle_path), monitor=MonitorSettings(enabled=False)), model
+        ),
         "reference": reference.app,
     }
     out["asgi_us_per_request"] = {
@@ -607,6 +615,17 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
                 f"< {TARGET_P99_MS:.0f} ms",
                 p99 < TARGET_P99_MS,
             )
+    for w in ("1", "2"):
+        ours, off = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_nomon-{w}")
+        if ours and off:
+            for load in ("c1", "c32", "b512_c1"):
+                share = ours[load]["rps"] / off[load]["rps"]
+                add(
+                    f"req/s {load} monitoring on / off, mlcycle {w} worker(s)",
+                    share,
+                    f">= {TARGET_MONITOR_SHARE:.0%}",
+                    share >= TARGET_MONITOR_SHARE,
+                )
     for w in ("1", "2"):
         ours = results.get(f"mlcycle-{w}")
         if ours:

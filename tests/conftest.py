@@ -1,4 +1,5 @@
-"""Shared fixtures: in-memory datasets and configs, and a real moto_server for S3 / AWS."""
+"""Shared fixtures: in-memory datasets and configs, a real moto_server for S3 / AWS, and
+(tests/_postgres.py) a PostgreSQL server for the monitoring store."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from mlcycle.config.structured import ModelConfig
 from mlcycle.data.dataset import Dataset
 from tests import _datasets
 
-pytest_plugins = ["tests._mlflow_fixtures"]
+pytest_plugins = ["tests._mlflow_fixtures", "tests._postgres"]
 
 
 def free_port() -> int:

@@ -46,6 +46,8 @@ PLAIN_COMMANDS: dict[str, str] = {
     "serve": "serve a model over HTTP (OIP v2, MLflow /invocations, /predict, /metrics)",
     "predict": "score a CSV or Parquet file in streaming chunks (or on Ray) with a model",
     "drift": "data drift between a reference and a current file (CSV or Parquet)",
+    "monitor": "list and acknowledge alarms, write monitoring reports (HTML + JSON)",
+    "feedback": "import ground-truth labels for logged predictions from a CSV file",
     "demo": "run the end-to-end demo in a fresh project",
     "completion": "print the bash completion script",
 }
@@ -211,12 +213,74 @@ def _cmd_serve(rest: list[str]) -> None:
     p.add_argument("--host", help="address to listen on (default serve.host: 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default serve.port: 8080)")
     p.add_argument("--workers", type=int, help="worker processes (default serve.workers: 1)")
+    p.add_argument(
+        "--monitor-store",
+        metavar="URL_OR_PATH",
+        help="where the monitor logs predictions, metrics and alarms: a SQLite file or a "
+        "SQLAlchemy URL (default serve.monitor.store: monitor.db in the project root)",
+    )
+    p.add_argument(
+        "--no-monitor",
+        action="store_true",
+        help="do not log or watch predictions (serve.monitor.enabled=false)",
+    )
     _add_overrides(p)
     ns = p.parse_args(rest)
     from mlcycle.serve_commands import serve
 
     flags = {"host": ns.host, "port": ns.port, "workers": ns.workers}
-    serve(ns.model, flags, ns.overrides)
+    monitor = {"store": ns.monitor_store, "enabled": False if ns.no_monitor else None}
+    serve(ns.model, flags, ns.overrides, monitor)
+
+
+MONITOR_ACTIONS = {
+    "alarms": "list alarms (unacknowledged by default)",
+    "ack": "acknowledge alarms by id",
+    "report": "write an HTML (and JSON) report of a time range from the monitoring store",
+}
+
+
+def _cmd_monitor(rest: list[str]) -> None:
+    p = _parser("monitor", PLAIN_COMMANDS["monitor"])
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    from mlcycle.monitor import alarm_commands, report_command
+
+    alarms = sub.add_parser("alarms", help=MONITOR_ACTIONS["alarms"])
+    alarm_commands.add_alarms_arguments(alarms)
+    ack = sub.add_parser("ack", help=MONITOR_ACTIONS["ack"])
+    alarm_commands.add_ack_arguments(ack)
+    report = sub.add_parser("report", help=MONITOR_ACTIONS["report"])
+    report_command.add_arguments(report)
+    ns = p.parse_args(rest)
+    ns.store = ns.store or _project_monitor_store()
+    if ns.action == "alarms":
+        alarm_commands.run_alarms(ns)
+    elif ns.action == "ack":
+        alarm_commands.run_ack(ns)
+    else:
+        for path in report_command.run(ns):
+            print(f"wrote {path}")
+
+
+def _cmd_feedback(rest: list[str]) -> None:
+    p = _parser("feedback", PLAIN_COMMANDS["feedback"])
+    from mlcycle.monitor import feedback_command
+
+    feedback_command.add_arguments(p)
+    ns = p.parse_args(rest)
+    ns.store = ns.store or _project_monitor_store()
+    feedback_command.run(ns)
+
+
+def _project_monitor_store() -> str | None:
+    """``serve.monitor.store`` of the project here, if it sets one (else the default)."""
+    from mlcycle.config.project import find_project_root
+
+    if not (find_project_root() / "conf" / "config.yaml").is_file():
+        return None
+    from mlcycle.serve_commands import project_serve_settings
+
+    return project_serve_settings().monitor.store or None
 
 
 def _cmd_predict(rest: list[str]) -> None:
@@ -246,17 +310,33 @@ def _cmd_drift(rest: list[str]) -> None:
     p.add_argument("--exclude", default="", help="comma-separated columns to leave out")
     p.add_argument("--output", type=Path, help="also write the result as JSON here")
     p.add_argument(
+        "--html",
+        type=Path,
+        metavar="REPORT.html",
+        help="also write an HTML report with a histogram per feature (and its JSON next to it)",
+    )
+    p.add_argument(
         "--fail-on-drift", action="store_true", help="exit with status 1 when the data drifted"
     )
     ns = p.parse_args(rest)
     from rich.console import Console
 
-    from mlcycle.monitor.files import drift_between_files, render_drift, write_report
+    from mlcycle.exceptions import ConfigError
+    from mlcycle.monitor.files import compare_files, render_drift, write_report
 
+    if ns.html and ns.html.suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"--html {ns.html} must end in .html (use --output for JSON)")
     columns = [c for c in ns.columns.split(",") if c] if ns.columns else None
     exclude = [c for c in ns.exclude.split(",") if c]
-    result = drift_between_files(ns.reference, ns.current, columns=columns, exclude=exclude)
+    result, histograms = compare_files(
+        ns.reference, ns.current, columns=columns, exclude=exclude, plots=bool(ns.html)
+    )
     Console().print(render_drift(result))
+    if ns.html:
+        from mlcycle.monitor import report
+
+        doc = report.drift_document(result, histograms, ns.reference, ns.current)
+        report.write_report(doc, ns.html)
     if ns.output:
         write_report(result, ns.reference, ns.current, ns.output)
     if ns.fail_on_drift and result.drifted:
@@ -298,6 +378,8 @@ _PLAIN: dict[str, Callable[[list[str]], None]] = {
     "serve": _cmd_serve,
     "predict": _cmd_predict,
     "drift": _cmd_drift,
+    "monitor": _cmd_monitor,
+    "feedback": _cmd_feedback,
     "demo": _cmd_demo,
     "completion": _cmd_completion,
 }

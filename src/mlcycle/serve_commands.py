@@ -84,29 +84,77 @@ def _settings(overrides: list[str] | None) -> ServeSettings:
 
     root = find_project_root()
     if not (root / "conf" / "config.yaml").is_file():
-        if overrides:
-            raise ConfigError(
-                f"overrides {overrides} need a project (conf/config.yaml); outside one, use "
-                "the flags (--port, --workers, ...)"
-            )
-        return ServeSettings()
+        return _serve_overrides(overrides or [])
     from mlcycle.config.hydra_app import compose, to_config
     from mlcycle.config.project import Project
 
     return to_config(compose(overrides, project=Project(root))).serve
 
 
-def serve(ref: str | None, flags: dict[str, Any], overrides: list[str] | None = None) -> None:
-    """Resolve the model and settings, apply ``flags`` (non-None values), and serve."""
+def project_serve_settings(overrides: list[str] | None = None) -> ServeSettings:
+    """The ``serve`` settings of the project here (the defaults outside one)."""
+    return _settings(overrides)
+
+
+def _serve_overrides(overrides: list[str]) -> ServeSettings:
+    """Serve settings from ``serve.KEY=VALUE`` overrides alone (outside a project).
+
+    Values are read as YAML (``true``, ``50``, ``[a, b]``), as Hydra would.
+    """
+    import yaml
+
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("serve.") or len(key) <= len("serve."):
+            raise ConfigError(
+                f"override {item!r}: outside a project (conf/config.yaml) only serve.KEY=VALUE "
+                "overrides apply, e.g. serve.monitor.window.every=50"
+            )
+        node = tree
+        *parents, leaf = key[len("serve.") :].split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is set twice")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc})") from exc
+    return ServeSettings.from_mapping(tree)
+
+
+def serve(
+    ref: str | None,
+    flags: dict[str, Any],
+    overrides: list[str] | None = None,
+    monitor_flags: dict[str, Any] | None = None,
+) -> None:
+    """Resolve the model and settings, apply ``flags`` (non-None values), and serve.
+
+    ``monitor_flags`` change ``serve.monitor`` the same way. The monitor's store is
+    resolved here (``monitor.db`` in the project root by default), so every worker
+    writes to the same one.
+    """
+    from mlcycle.monitor.store import resolve_store
     from mlcycle.serve.server import serve as run
 
     path, name, version, settings = resolve_model(ref, overrides)
     changes = {k: v for k, v in flags.items() if v is not None}
+    monitor = dataclasses.replace(
+        settings.monitor, **{k: v for k, v in (monitor_flags or {}).items() if v is not None}
+    )
+    if monitor.enabled:
+        from mlcycle.monitor.watch import check_watch_settings
+
+        monitor.store = resolve_store(monitor.store)
+        check_watch_settings(monitor)
     settings = dataclasses.replace(
         settings,
         bundle=str(path),
         model_name=settings.model_name or name,
         model_version=settings.model_version or version,
+        monitor=monitor,
         **changes,
     )
     run(settings)

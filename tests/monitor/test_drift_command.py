@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,34 @@ def test_files_with_different_columns_are_a_clear_error(tmp_path: Path) -> None:
     missing = drift("ref.csv", "nope.csv", cwd=tmp_path)
     assert missing.returncode == 2 and "nope.csv" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_html_report_has_a_plot_per_column_and_the_numbers_of_the_json(tmp_path: Path) -> None:
+    frames(3000, 0.0, 1).to_parquet(tmp_path / "ref.parquet")
+    frames(800, 1.0, 2).to_parquet(tmp_path / "cur.parquet")
+    proc = drift("ref.parquet", "cur.parquet", "--html", "out/report.html",
+                 "--output", "plain.json", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "out" / "report.html").read_text()
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    plain = json.loads((tmp_path / "plain.json").read_text())
+    assert doc["features"] == plain["features"] and doc["dataset"] == plain["dataset"]
+    section = page.split("Reference vs current, per feature", 1)[1]
+    figures = re.findall(r"<figure>(.*?)<figcaption>([^:<]+):", section, flags=re.S)
+    assert {name: body.count("<svg") for body, name in figures} == {
+        "steady": 1, "moved": 1, "color": 1,
+    }  # fmt: skip
+    hist = doc["drift"]["histograms"]
+    assert hist["color"]["categories"] == ["red", "green", "blue"]
+    assert len(hist["moved"]["edges"]) == 31
+    assert sum(hist["moved"]["current"]) == pytest.approx(1.0)
+    for f in doc["features"]:
+        assert f"{f['statistic']:.4g}" in page and f"{f['psi']:.4g}" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<script" not in page and "http://" not in page
+
+
+def test_html_report_needs_an_html_file_name(tmp_path: Path) -> None:
+    frames(100, 0, 1).to_csv(tmp_path / "ref.csv", index=False)
+    proc = drift("ref.csv", "ref.csv", "--html", "report.json", cwd=tmp_path)
+    assert proc.returncode == 2 and "--html report.json must end in .html" in proc.stderr

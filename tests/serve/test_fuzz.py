@@ -95,6 +95,7 @@ POSTS = (
     "/invocations",
     "/v2/models/{name}/infer",
     "/v2/models/{name}/versions/{version}/infer",
+    "/feedback",
 )
 GETS = (
     "/v2",

@@ -24,20 +24,30 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mlcycle.exceptions import MlcycleError
+
 __all__ = [
     "ALARMS",
     "DEFAULT_STORE_FILE",
     "FEEDBACK",
     "METRIC_POINTS",
     "PREDICTIONS",
+    "PREDICTION_COLUMNS",
     "PredictionEvent",
     "PredictionLog",
+    "StoreError",
+    "check_store",
     "connect",
-    "resolve_store",
     "metadata",
+    "resolve_store",
 ]
 
 log = logging.getLogger("mlcycle.monitor.store")
+
+
+class StoreError(MlcycleError):
+    """The monitoring store cannot be opened or used."""
+
 
 metadata = sa.MetaData()
 
@@ -116,6 +126,12 @@ METRIC_POINTS = sa.Table(
 )
 
 
+#: The columns of a prediction row given as a tuple, in this order.
+PREDICTION_COLUMNS = tuple(c.name for c in PREDICTIONS.columns if c.name != "id")
+
+Row = tuple[Any, ...]
+
+
 @dataclass
 class PredictionEvent:
     """What the log keeps of one predicted row (or one failed request)."""
@@ -128,7 +144,8 @@ class PredictionEvent:
     arm: str = "champion"
     stage: str = ""
     pipeline_id: str | None = None
-    features: Mapping[str, Any] | None = None
+    #: The features, as a mapping or already encoded as JSON text.
+    features: Mapping[str, Any] | str | None = None
     label: str | None = None
     probabilities: Mapping[str, float] | None = None
     latency_ms: float | None = None
@@ -137,6 +154,9 @@ class PredictionEvent:
     def to_row(self) -> dict[str, Any]:
         """The event as a ``predictions`` table row."""
         probs = dict(self.probabilities) if self.probabilities else None
+        features = self.features
+        if features is not None and not isinstance(features, str):
+            features = json.dumps(dict(features))
         return {
             "request_id": self.request_id,
             "row": self.row,
@@ -146,7 +166,7 @@ class PredictionEvent:
             "arm": self.arm,
             "stage": self.stage,
             "pipeline_id": self.pipeline_id,
-            "features": None if self.features is None else json.dumps(dict(self.features)),
+            "features": features,
             "label": self.label,
             "confidence": max(probs.values()) if probs else None,
             "probabilities": None if probs is None else json.dumps(probs),
@@ -193,7 +213,14 @@ def connect(url_or_path: str | Path, *, busy_timeout_ms: int = 5000) -> sa.Engin
     """
     text = str(url_or_path)
     url = text if "://" in text else f"sqlite:///{Path(text).expanduser()}"
-    engine = sa.create_engine(url, pool_pre_ping=True)
+    try:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise StoreError(
+            f"cannot use the monitoring store {_redact(text)!r}: {exc}. Give a SQLite file "
+            "path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db (PostgreSQL "
+            "needs the postgres extra: pip install 'mlcycle[postgres]')"
+        ) from exc
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -204,8 +231,30 @@ def connect(url_or_path: str | Path, *, busy_timeout_ms: int = 5000) -> sa.Engin
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.close()
 
-    metadata.create_all(engine)
+    try:
+        metadata.create_all(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(
+            f"cannot open the monitoring store {_redact(text)!r}: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}. Check that the database is running and reachable, "
+            "or that the SQLite file's folder exists and is writable"
+        ) from exc
     return engine
+
+
+def check_store(url_or_path: str | Path) -> None:
+    """Open the store once (creating its tables), or raise a clear :class:`StoreError`."""
+    connect(url_or_path).dispose()
+
+
+def _redact(url: str) -> str:
+    """``url`` without a password."""
+    if "://" not in url or "@" not in url:
+        return url
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 class PredictionLog:
@@ -239,7 +288,7 @@ class PredictionLog:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_attempts = max_attempts
-        self._buffer: deque[PredictionEvent] = deque()
+        self._buffer: deque[PredictionEvent | dict[str, Any] | Row] = deque()
         self._lock = threading.Condition()
         self._stop = False
         self.dropped = 0
@@ -250,8 +299,12 @@ class PredictionLog:
         )
         self._thread.start()
 
-    def record(self, events: Iterable[PredictionEvent]) -> None:
-        """Queue ``events`` for writing; never blocks on the database."""
+    def record(self, events: Iterable[PredictionEvent | dict[str, Any] | Row]) -> None:
+        """Queue ``events`` for writing; never blocks.
+
+        An event is a :class:`PredictionEvent`, a ``predictions`` row as a mapping, or a
+        tuple of values in :data:`PREDICTION_COLUMNS` order (the cheapest).
+        """
         with self._lock:
             self._buffer.extend(events)
             overflow = len(self._buffer) - self.capacity
@@ -306,8 +359,7 @@ class PredictionLog:
             if not batch:
                 continue
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(PREDICTIONS.insert(), [e.to_row() for e in batch])
+                self._insert(batch)
             except Exception as exc:  # the store is down or slow: keep serving
                 self.failures += 1
                 attempts += 1
@@ -327,10 +379,35 @@ class PredictionLog:
             finally:
                 self._writing = False
 
-    def _requeue(self, batch: list[PredictionEvent]) -> None:
+    def _insert(self, batch: list[PredictionEvent | dict[str, Any] | Row]) -> None:
+        rows = [_as_tuple(e) for e in batch]
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "sqlite":  # straight to sqlite3's executemany
+                conn.exec_driver_sql(_SQLITE_INSERT, rows)
+            else:
+                conn.execute(
+                    PREDICTIONS.insert(),
+                    [dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in rows],
+                )
+
+    def _requeue(self, batch: list[PredictionEvent | dict[str, Any] | Row]) -> None:
         with self._lock:
             self._buffer.extendleft(reversed(batch))
             overflow = len(self._buffer) - self.capacity
             for _ in range(max(overflow, 0)):
                 self._buffer.popleft()
             self.dropped += max(overflow, 0)
+
+
+_SQLITE_INSERT = (
+    f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in PREDICTION_COLUMNS)})"
+)
+
+
+def _as_tuple(event: PredictionEvent | dict[str, Any] | Row) -> Row:
+    if isinstance(event, tuple):
+        return event
+    row = event if isinstance(event, dict) else event.to_row()
+    defaults = {"row": 0, "arm": "champion", "stage": ""}
+    return tuple(row.get(c, defaults.get(c)) for c in PREDICTION_COLUMNS)

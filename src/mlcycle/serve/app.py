@@ -15,6 +15,10 @@ Routes (all JSON unless said otherwise):
 ``GET /v2``, ``/v2/health/live|ready``      OIP server metadata and health
 ``GET /v2/models/{name}[/versions/{v}]``    OIP model metadata (``/ready`` too)
 ``GET /ping``, ``/health``                  MLflow-style health check
+``POST /feedback``                          true labels for logged predictions, by
+                                            request id (and row): one, a list, or
+                                            ``{"feedback": [...]}``; ``?overwrite=true``
+                                            replaces a label already given
 ``GET /metrics``                            Prometheus text format
 ``GET /openapi.json``                       OpenAPI 3.1 document of the above
 ==========================================  ===============================================
@@ -27,15 +31,17 @@ anything unexpected is logged and answered with 500 without stopping the server.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,13 +50,16 @@ from starlette.routing import Route
 from mlcycle import __version__
 from mlcycle.serve import oip
 from mlcycle.serve.batching import MicroBatcher, Prediction
-from mlcycle.serve.errors import RequestError, caller_request_id, error_body
+from mlcycle.serve.errors import RequestError, body_too_large, caller_request_id, error_body
 from mlcycle.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.openapi import openapi_document
 from mlcycle.serve.predict_routes import PredictionRoutes
 from mlcycle.serve.settings import ServeSettings
 from mlcycle.serve.validation import FeatureBatch
+
+if TYPE_CHECKING:
+    from mlcycle.monitor.service import MonitorClient
 
 __all__ = ["ServerState", "app_from_env", "create_app"]
 
@@ -77,9 +86,21 @@ class ServerState:
             in_flight=lambda: self.in_flight,
             on_batch=self.metrics.batch_rows.observe,
         )
+        self.monitor: MonitorClient | None = (
+            _start_monitor(model, settings, self.metrics) if settings.monitor.enabled else None
+        )
+        self._engine: Any = None
         self.openapi = orjson.dumps(openapi_document(model))
         self.model_doc = {"name": model.name, "version": model.version}
         self.version_header = model.version.encode("latin-1", "replace")
+
+    def store_engine(self) -> Any:
+        """The monitoring store's engine (opened on first use, for feedback)."""
+        if self._engine is None:
+            from mlcycle.monitor.store import connect, resolve_store
+
+            self._engine = connect(resolve_store(self.settings.monitor.store))
+        return self._engine
 
     def request_started(self) -> None:
         """Count a request in flight."""
@@ -129,6 +150,10 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
             yield
         finally:
             state.batcher.close()
+            if state.monitor is not None:
+                state.monitor.close()
+            if state._engine is not None:
+                state._engine.dispose()
             state.metrics.process_exit()
 
     def route(path: str, handler: Handler, method: str = "GET", counted: bool = True) -> Route:
@@ -155,6 +180,7 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
         route("/v2/health/ready", _healthy),
         route("/ping", _healthy),
         route("/health", _healthy),
+        route("/feedback", _feedback, "POST"),
         route("/metrics", _metrics, counted=False),
         route("/openapi.json", _openapi),
     ]
@@ -164,6 +190,33 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
     return PredictionRoutes(state, app)
+
+
+def _start_monitor(
+    model: ServedModel, settings: ServeSettings, metrics: ServeMetrics
+) -> MonitorClient:
+    from mlcycle.exceptions import BundleError
+    from mlcycle.monitor.live import ModelFacts
+    from mlcycle.monitor.quality import offline_quality
+    from mlcycle.monitor.service import MonitorClient
+    from mlcycle.monitor.store import resolve_store
+
+    s = dataclasses.replace(settings.monitor, store=resolve_store(settings.monitor.store))
+    v = model.validator
+    try:
+        offline: dict[str, Any] | None = offline_quality(model.bundle.path)
+    except BundleError:
+        offline = None
+    facts = ModelFacts(
+        model.name,
+        model.version,
+        model.classes,
+        [(b.name, b.numeric, b.features) for b in v.blocks],
+        v.missing_category,
+        model.bundle.profile,
+        offline,
+    )
+    return MonitorClient(s, facts, on_drop=metrics.monitor_dropped.inc)
 
 
 def app_from_env() -> PredictionRoutes:
@@ -237,8 +290,77 @@ async def _healthy(request: Request, state: ServerState, rid: str) -> Response:
     return _json({"status": "ok", "live": True, "ready": True})
 
 
+async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
+    """Ground truth for logged predictions: one item, a list, or ``{"feedback": [...]}``."""
+    from mlcycle.monitor.feedback import FeedbackError, parse_feedback, record_feedback
+
+    if state.monitor is None:
+        raise RequestError(
+            503,
+            "monitoring_off",
+            "this server does not log predictions (started with --no-monitor), so it cannot "
+            "join feedback to them; use `mlcycle feedback import` against the store instead",
+            "path",
+        )
+    limit = state.settings.validation.max_body_bytes
+    body = await request.body()
+    if len(body) > limit:
+        raise body_too_large(len(body), limit)
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    flag = request.query_params.get("overwrite", "false").lower()
+    overwrite = flag in ("1", "true", "yes") or (
+        isinstance(doc, dict) and doc.get("overwrite") is True
+    )
+    engine = state.store_engine()
+
+    def store() -> Any:
+        items = parse_feedback(doc)
+        try:
+            return record_feedback(
+                engine, items, classes=state.model.classes, overwrite=overwrite, source="api"
+            )
+        except FeedbackError as exc:
+            if exc.status != 404 or state.monitor is None:
+                raise
+        # Some predictions may still be on their way to the store: wait for them, retry.
+        state.monitor.flush(_FEEDBACK_FLUSH_SECONDS)
+        return record_feedback(
+            engine, items, classes=state.model.classes, overwrite=overwrite, source="api"
+        )
+
+    try:
+        result = await run_in_threadpool(store)
+    except FeedbackError as exc:
+        doc = {**error_body(str(exc), _FEEDBACK_CODES.get(exc.status, "invalid"), None)}
+        doc["problems"] = exc.problems
+        return _json(doc, exc.status)
+    await run_in_threadpool(state.monitor.ask, "feedback", timeout=2.0)
+    return _json(result.to_dict())
+
+
+# How long feedback for an unknown request id waits for the monitor to write what it has.
+_FEEDBACK_FLUSH_SECONDS = 15.0
+
+_FEEDBACK_CODES = {
+    400: "invalid_feedback",
+    404: "unknown_prediction",
+    409: "duplicate_feedback",
+    422: "unknown_label",
+}
+
+
 async def _metrics(request: Request, state: ServerState, rid: str) -> Response:
-    return Response(state.metrics.exposition(), 200, media_type=CONTENT_TYPE_LATEST)
+    text = state.metrics.exposition()
+    if state.monitor is not None and not state.metrics.multiprocess:
+        # One worker: the monitor process keeps its own registry; ask it for its part.
+        # (With several, it writes the multiprocess files the exposition merges.)
+        extra = await run_in_threadpool(state.monitor.ask, "metrics", timeout=2.0)
+        if isinstance(extra, bytes):
+            text += extra
+    return Response(text, 200, media_type=CONTENT_TYPE_LATEST)
 
 
 async def _openapi(request: Request, state: ServerState, rid: str) -> Response:

@@ -15,6 +15,7 @@ Metrics (all prefixed ``mlcycle_``):
 ``batch_rows``                   histogram  rows per onnxruntime call
 ``predicted_rows_total``         counter    model_version
 ``model_load_seconds``           gauge      model_version (max over workers)
+``monitor_dropped_rows_total``   counter    rows the monitor never saw (its queue was full)
 ===============================  =========  ============================================
 """
 
@@ -95,6 +96,11 @@ class ServeMetrics:
             registry=reg,
         )
         self._rows = self.rows.labels(model_version)
+        self.monitor_dropped = Counter(
+            "mlcycle_monitor_dropped_rows",
+            "Predicted rows not handed to the monitor because its queue was full.",
+            registry=reg,
+        )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.load_seconds = Gauge(
             "mlcycle_model_load_seconds",
@@ -103,6 +109,11 @@ class ServeMetrics:
             registry=reg,
             multiprocess_mode="max",
         )
+
+    @property
+    def registry(self) -> CollectorRegistry | None:
+        """The registry (``None`` in multiprocess mode, where samples go to files)."""
+        return self._registry
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""

@@ -67,6 +67,31 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
             },
         },
         "InvocationsRequest": _invocations_request(v.settings.max_rows),
+        "FeedbackItem": {
+            "type": "object",
+            "required": ["request_id", "label"],
+            "additionalProperties": False,
+            "properties": {
+                "request_id": {"type": "string", "description": "X-Request-ID of the prediction"},
+                "row": {"type": "integer", "minimum": 0, "description": "row of the request"},
+                "label": {"type": "string", "enum": list(model.classes)},
+            },
+        },
+        "FeedbackRequest": {
+            "oneOf": [
+                {"$ref": "#/components/schemas/FeedbackItem"},
+                _array_of("FeedbackItem"),
+                {
+                    "type": "object",
+                    "required": ["feedback"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "feedback": _array_of("FeedbackItem"),
+                        "overwrite": {"type": "boolean"},
+                    },
+                },
+            ]
+        },
         "InferRequest": _infer_request(),
     }
     paths = {
@@ -97,6 +122,7 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
             binary=True,
         ),
     }
+    paths["/feedback"] = _feedback_path()
     for path, summary in _GETS.items():
         params = [p for p in ("name", "version") if "{" + p + "}" in path]
         paths[path] = {"get": _get(summary, params)}
@@ -253,6 +279,39 @@ def _post(
             "responses": {
                 "200": {"description": "predictions", "content": answers},
                 **_errors(400, 404, 413, 415, 422),
+            },
+        }
+    }
+
+
+def _feedback_path() -> dict[str, Any]:
+    counts = {k: {"type": "integer"} for k in ("stored", "replaced", "unchanged")}
+    return {
+        "post": {
+            "summary": "True labels for logged predictions (joined by request id and row).",
+            "parameters": [
+                {
+                    "name": "overwrite",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "boolean"},
+                    "description": "replace labels already given (kept as previous_label)",
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/FeedbackRequest"}}
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "stored",
+                    "content": {
+                        "application/json": {"schema": {"type": "object", "properties": counts}}
+                    },
+                },
+                **_errors(400, 404, 409, 413, 422, 503),
             },
         }
     }

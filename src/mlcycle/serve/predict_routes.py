@@ -74,6 +74,8 @@ class Call:
     headers: dict[str, str]
     params: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    #: The model inputs and probabilities, once predicted (for the monitor).
+    outcome: tuple[dict[str, Any], Any] | None = None
 
 
 class Disconnected(Exception):
@@ -137,18 +139,22 @@ class PredictionRoutes:
         rid = caller_request_id(headers.get("x-request-id")) or self.ids.next()
         state.request_started()
         extra: dict[str, str] = {}
+        call = Call(headers, params)
+        error = ""
         try:
-            call = Call(headers, params, await self._body(headers, receive))
+            call.body = await self._body(headers, receive)
             body, extra = await handler(call, rid)
             status = 200
         except RequestError as exc:
             status, body = exc.status, orjson.dumps(exc.to_dict())
+            error = f"{exc.code}: {exc}"
         except Disconnected:
             status, body = 499, orjson.dumps(error_body("the client went away", "disconnected"))
         except Exception:
             log.exception("unexpected error answering POST %s", scope["path"])
             status = 500
             body = orjson.dumps(error_body("internal error; the server logged it", "internal"))
+            error = "internal error"
         finally:
             state.request_finished()
         out = [
@@ -161,7 +167,15 @@ class PredictionRoutes:
         if status != 499:
             await send({"type": "http.response.start", "status": status, "headers": out})
             await send({"type": "http.response.body", "body": body})
-        state.metrics.observe(route, "POST", status, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        state.metrics.observe(route, "POST", status, elapsed)
+        monitor = state.monitor
+        if monitor is not None and status != 499:
+            pipeline = headers.get("x-pipeline-id")
+            if call.outcome is not None and status == 200:
+                monitor.record(rid, *call.outcome, elapsed, pipeline_id=pipeline)
+            else:
+                monitor.record_error(rid, status, error, elapsed, pipeline_id=pipeline)
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.state.settings.validation.max_body_bytes
@@ -190,6 +204,7 @@ class PredictionRoutes:
         model = self.state.model
         batch = decode_predict(call.body, call.headers.get("content-type"), model.validator)
         labels, proba = await self.state.predict(batch)
+        call.outcome = (batch.inputs, proba)
         doc = {
             "request_id": rid,
             "model": self.state.model_doc,
@@ -201,6 +216,7 @@ class PredictionRoutes:
         model = self.state.model
         batch = decode_invocations(call.body, call.headers.get("content-type"), model.validator)
         labels, proba = await self.state.predict(batch)
+        call.outcome = (batch.inputs, proba)
         return orjson.dumps({"predictions": prediction_rows(labels, proba, model.classes)}), {}
 
     async def _infer(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
@@ -213,6 +229,7 @@ class PredictionRoutes:
             model.validator,
         )
         labels, proba = await self.state.predict(req.batch)
+        call.outcome = (req.batch.inputs, proba)
         if req.id is None:
             req.id = rid
         return oip.encode_infer(req, labels, proba, name=model.name, version=model.version)

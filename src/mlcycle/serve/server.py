@@ -53,6 +53,16 @@ def serve(settings: ServeSettings) -> None:
         file=sys.stderr,
         flush=True,
     )
+    if settings.monitor.enabled:
+        from mlcycle.monitor.store import check_store
+
+        check_store(settings.monitor.store)
+        print(
+            f"monitoring: predictions, window metrics and alarms go to "
+            f"{settings.monitor.store} (--no-monitor to turn off)",
+            file=sys.stderr,
+            flush=True,
+        )
     options = {
         "host": settings.host,
         "port": settings.port,

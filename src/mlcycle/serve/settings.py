@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlcycle.exceptions import ConfigError
+from mlcycle.monitor.settings import (
+    DriftTestSettings,
+    MonitorSettings,
+    WindowSettings,
+    check_monitor_settings,
+)
 
 __all__ = [
     "ENV_VAR",
@@ -111,6 +117,8 @@ class ServeSettings:
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     batching: BatchingSettings = field(default_factory=BatchingSettings)
     ort: OrtSettings = field(default_factory=OrtSettings)
+    # What the server watches and where it logs predictions (mlcycle.monitor.settings).
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -151,10 +159,13 @@ class ServeSettings:
         return dataclasses.replace(self, **changes)
 
 
-_NESTED: dict[str, type[Any]] = {
-    "validation": ValidationSettings,
-    "batching": BatchingSettings,
-    "ort": OrtSettings,
+_NESTED: dict[tuple[type[Any], str], type[Any]] = {
+    (ServeSettings, "validation"): ValidationSettings,
+    (ServeSettings, "batching"): BatchingSettings,
+    (ServeSettings, "ort"): OrtSettings,
+    (ServeSettings, "monitor"): MonitorSettings,
+    (MonitorSettings, "window"): WindowSettings,
+    (MonitorSettings, "drift"): DriftTestSettings,
 }
 
 
@@ -167,14 +178,18 @@ def _build(cls: type[Any], data: Mapping[str, Any], where: str) -> Any:
         raise ConfigError(f"unknown setting(s) {unknown} in {where}; allowed: {sorted(fields)}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
-        if key in _NESTED and cls is ServeSettings:
-            kwargs[key] = _build(_NESTED[key], value, f"{where}.{key}")
+        nested = _NESTED.get((cls, key))
+        if nested is not None:
+            kwargs[key] = _build(nested, value, f"{where}.{key}")
         else:
             kwargs[key] = _coerce(value, fields[key], f"{where}.{key}")
     return cls(**kwargs)
 
 
 def _coerce(value: Any, f: dataclasses.Field[Any], where: str) -> Any:
+    kind_name = str(f.type)
+    if kind_name.startswith(("list[", "dict[")):
+        return _coerce_container(value, kind_name, where)
     kind = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -183,8 +198,23 @@ def _coerce(value: Any, f: dataclasses.Field[Any], where: str) -> Any:
     return value
 
 
+def _coerce_container(value: Any, kind_name: str, where: str) -> Any:
+    if value is None and kind_name.endswith("| None"):
+        return None
+    if kind_name.startswith("dict["):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, not {value!r}")
+        return dict(value)
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{where} must be a list of mappings (or null), not {value!r}")
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{where}[{i}] must be a mapping, not {item!r}")
+    return [dict(item) for item in value]
+
+
 def _check(s: ServeSettings) -> None:
-    problems: list[str] = []
+    problems: list[str] = check_monitor_settings(s.monitor, "serve.monitor")
     if not 0 <= s.port <= 65535:
         problems.append(f"serve.port must be 0-65535, not {s.port}")
     if s.workers < 1:

@@ -95,6 +95,11 @@ class Validator:
             for f in b.features
         }
 
+    @property
+    def missing_category(self) -> str:
+        """The text that stands for a missing category."""
+        return self._missing_category
+
     # -- entry points ---------------------------------------------------------------
 
     def records(self, records: Any, where: str = "records") -> FeatureBatch:

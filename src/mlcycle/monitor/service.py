@@ -1,0 +1,317 @@
+"""The monitor as a companion process of each server worker.
+
+Logging every predicted row (features as JSON, a database insert) and testing drift cost
+far more CPU than answering a one-row request, and in a thread of the server they would
+take the interpreter lock from it. So each worker starts one monitor process
+(:class:`MonitorClient`) and hands it what it predicted:
+
+* the request path appends a reference to a bounded queue (:meth:`MonitorClient.record`);
+  when the queue is full the rows are dropped and counted, and the request goes on;
+* a sender thread takes the queue every few milliseconds, joins the requests' arrays into
+  one message and writes it to a pipe (numpy arrays pickle as raw buffers);
+* the monitor process (:func:`_monitor_main`) unpacks each message into a
+  :class:`~mlcycle.monitor.live.LiveMonitor`, which logs, measures, tests and alarms.
+
+``GET /metrics`` shows the monitor's metrics: with one worker the server asks the monitor
+process for its exposition text; with several, every process writes prometheus-client's
+multiprocess files and the scrape merges them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from mlcycle.monitor.live import ModelFacts
+from mlcycle.monitor.settings import MonitorSettings
+
+__all__ = ["MonitorClient"]
+
+log = logging.getLogger("mlcycle.monitor")
+
+_SEND_EVERY = 0.02  # seconds between messages to the monitor process
+_REPLY_TIMEOUT = 5.0
+
+
+class MonitorClient:
+    """A worker's handle on its monitor process.
+
+    Parameters
+    ----------
+    settings
+        The ``serve.monitor`` settings (``store`` already resolved).
+    model
+        The served model's facts.
+    on_drop
+        Called with the number of rows dropped because the queue was full.
+    """
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        model: ModelFacts,
+        on_drop: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.capacity = settings.buffer_capacity
+        self.dropped = 0
+        self._on_drop = on_drop
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._blocks = [b for b, _, _ in model.blocks]
+        ctx = multiprocessing.get_context("spawn")
+        data_recv, self._data = ctx.Pipe(duplex=False)
+        self._control, control_child = ctx.Pipe()
+        self._control_lock = threading.Lock()
+        self.process = ctx.Process(
+            target=_monitor_main,
+            args=(settings, model, data_recv, control_child, os.getpid()),
+            name="mlcycle-monitor",
+            daemon=True,
+        )
+        self.process.start()
+        data_recv.close()
+        control_child.close()
+        self._broken = False
+        self._sending = False
+        self._sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send_loop, name="mlcycle-monitor-send")
+        self._thread.daemon = True
+        self._thread.start()
+
+    # -- the request path -------------------------------------------------------------
+
+    def record(
+        self,
+        request_id: str,
+        inputs: dict[str, np.ndarray[Any, Any]],
+        proba: np.ndarray[Any, Any],
+        latency: float,
+        *,
+        arm: str = "champion",
+        pipeline_id: str | None = None,
+    ) -> None:
+        """Queue an answered request (never blocks)."""
+        if len(self._queue) >= self.capacity or self._broken:
+            self._drop(len(proba))
+            return
+        self._queue.append(
+            (time.time(), request_id, latency, 200, None, arm, pipeline_id, inputs, proba)
+        )
+
+    def record_error(
+        self,
+        request_id: str,
+        status: int,
+        error: str,
+        latency: float,
+        *,
+        arm: str = "champion",
+        pipeline_id: str | None = None,
+    ) -> None:
+        """Queue a failed request (never blocks)."""
+        if len(self._queue) >= self.capacity or self._broken:
+            self._drop(1)
+            return
+        self._queue.append(
+            (time.time(), request_id, latency, status, error, arm, pipeline_id, None, None)
+        )
+
+    def _drop(self, rows: int) -> None:
+        self.dropped += rows
+        if self._on_drop is not None:
+            self._on_drop(rows)
+
+    # -- asking the monitor process -------------------------------------------------------
+
+    def ask(self, command: str, *args: Any, timeout: float = _REPLY_TIMEOUT) -> Any:
+        """Send ``command`` to the monitor process and return its answer (``None`` on timeout).
+
+        Commands: ``metrics`` (exposition text, bytes), ``flush`` (``True`` when all sent
+        so far is written), ``evaluate`` (the window's metrics now, as a list of dicts),
+        ``feedback`` (look for new feedback in the store now).
+        """
+        if not self.process.is_alive():
+            return None
+        with self._control_lock:
+            try:
+                self._control.send((command, *args))
+                if self._control.poll(timeout):
+                    return self._control.recv()
+            except (OSError, EOFError):
+                return None
+        log.warning("monitor: no answer to %r within %.0f s", command, timeout)
+        return None
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Hand over everything queued and wait until the monitor has written it."""
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._sending) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        left = max(0.1, deadline - time.monotonic())
+        # The pipes do not keep order between them: say how many messages must be in.
+        return bool(self.ask("flush", left, self._sent, timeout=left + 1.0))
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Hand over what is queued, let the monitor write it, and stop the process."""
+        deadline = time.monotonic() + timeout
+        while (self._queue or self._sending) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._stop.set()
+        self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            self._data.send(None)
+        self.process.join(max(1.0, deadline - time.monotonic()))
+        if self.process.is_alive():
+            log.warning("monitor: the monitor process did not stop in time; terminating it")
+            self.process.terminate()
+            self.process.join(5)
+        self._data.close()
+        self._control.close()
+
+    # -- the sender ---------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while not self._stop.is_set() or self._queue:
+            if not self._queue:
+                self._stop.wait(_SEND_EVERY)
+                continue
+            self._sending = True
+            items = [self._queue.popleft() for _ in range(len(self._queue))]
+            try:
+                self._data.send(_pack(items, self._blocks))
+                self._sent += 1
+            except (OSError, ValueError) as exc:  # the monitor process is gone
+                if not self._broken:
+                    log.error("monitor: the monitor process is gone (%s); not monitoring", exc)
+                self._broken = True
+                self._drop(sum(1 if i[8] is None else len(i[8]) for i in items))
+            except Exception:
+                log.exception("monitor: sending %d requests failed", len(items))
+                self._drop(sum(1 if i[8] is None else len(i[8]) for i in items))
+            finally:
+                self._sending = False
+            if not self._stop.is_set():
+                time.sleep(_SEND_EVERY)
+
+
+def _pack(items: list[tuple[Any, ...]], blocks: Sequence[str]) -> dict[str, Any]:
+    """Many requests as one message: their metadata as lists, their arrays joined."""
+    ok = [i for i in items if i[8] is not None]
+    return {
+        "meta": [i[:7] for i in items],
+        "rows": [0 if i[8] is None else len(i[8]) for i in items],
+        "inputs": {b: np.concatenate([i[7][b] for i in ok]) for b in blocks} if ok else {},
+        "proba": np.concatenate([i[8] for i in ok]) if ok else None,
+    }
+
+
+# -- the monitor process ---------------------------------------------------------------
+
+
+def _monitor_main(
+    settings: MonitorSettings,
+    model: ModelFacts,
+    data: Connection,
+    control: Connection,
+    server_pid: int,
+) -> None:  # pragma: no cover - runs in the monitor process (tested through the server)
+    logging.basicConfig(level=logging.WARNING, format="mlcycle monitor: %(message)s")
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from mlcycle.monitor.live import LiveMonitor
+    from mlcycle.monitor.live_metrics import MonitorMetrics
+    from mlcycle.monitor.store import connect
+    from mlcycle.monitor.watch import build_watchers
+
+    multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    registry = None if multiprocess else CollectorRegistry()
+    metrics = MonitorMetrics(registry, model.version, settings.stage, server_pid=server_pid)
+    engine = None
+    if settings.store:
+        try:
+            engine = connect(settings.store)
+        except Exception as exc:
+            log.error("cannot open the store (%s); metrics and alarms only", exc)
+    watchers = build_watchers(settings, model, engine, metrics)
+    monitor = LiveMonitor(settings, model, metrics, engine=engine, watchers=watchers)
+
+    def answer() -> None:
+        while True:
+            try:
+                command, *args = control.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                if command == "metrics":
+                    reply: Any = generate_latest(registry) if registry is not None else b""
+                elif command == "flush":
+                    timeout, sent = float(args[0]), int(args[1])
+                    deadline = time.monotonic() + timeout
+                    while received[0] < sent and time.monotonic() < deadline:
+                        time.sleep(0.005)
+                    left = max(0.1, deadline - time.monotonic())
+                    reply = received[0] >= sent and monitor.flush(left)
+                elif command == "evaluate":
+                    result = monitor.evaluate_now()
+                    reply = [
+                        {"name": m.name, "value": m.value, "samples": m.samples, "labels": m.labels}
+                        for m in result.metrics
+                    ]
+                elif command == "feedback":
+                    reply = monitor.poll_feedback()
+                else:
+                    reply = None
+                control.send(reply)
+            except Exception:
+                log.exception("answering %r failed", command)
+                control.send(None)
+
+    received = [0]  # messages taken from the data pipe (flush waits for its count)
+    threading.Thread(target=answer, name="mlcycle-monitor-control", daemon=True).start()
+    while True:
+        try:
+            message = data.recv()
+        except (EOFError, OSError):
+            break
+        if message is None:
+            break
+        try:
+            _unpack(message, monitor)
+        except Exception:
+            log.exception("unpacking a message failed")
+        received[0] += 1
+    monitor.close()
+
+
+def _unpack(message: dict[str, Any], monitor: Any) -> None:
+    proba = message["proba"]
+    inputs = message["inputs"]
+    start = 0
+    for (t, rid, latency, status, error, arm, pipeline), rows in zip(
+        message["meta"], message["rows"], strict=True
+    ):
+        if rows == 0:
+            monitor.record_error(rid, status, error, latency, arm=arm, pipeline_id=pipeline, at=t)
+            continue
+        end = start + rows
+        monitor.record(
+            rid,
+            {b: v[start:end] for b, v in inputs.items()},
+            proba[start:end],
+            latency,
+            arm=arm,
+            pipeline_id=pipeline,
+            at=t,
+        )
+        start = end
