@@ -27,8 +27,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
 check: lint test

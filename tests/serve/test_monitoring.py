@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests._webhook import Receiver
 from tests.serve.conftest import RunningServer
 from tests.serve.test_app import MIXED_ROWS, call, post_json
 
@@ -177,3 +178,49 @@ def test_feedback_needs_the_monitor(
     server = start_server(mixed_bundle, "--no-monitor")
     status, _, answer = post_json(f"{server.url}/feedback", {"request_id": "a", "label": "low"})
     assert status == 503 and "feedback import" in answer["error"]
+
+
+def test_an_alarm_reaches_the_webhook_the_store_and_the_alarms_command(
+    start_server: Callable[..., RunningServer], mixed_bundle: Path, tmp_path: Path
+) -> None:
+    hook = Receiver([200])
+    try:
+        server = start_server(
+            mixed_bundle,
+            "serve.monitor.window.every=4",
+            "serve.monitor.window.min_seconds=0",
+            "serve.monitor.alarms=[{name: errors, metric: error_rate, threshold: 0.2, "
+            "min_samples: 4, severity: critical}]",
+            f"serve.monitor.sinks={{webhook_url: '{hook.url}', webhook_timeout: 2}}",
+        )
+        for i in range(8):  # half of them fail: an error rate of 0.5
+            body = {"records": MIXED_ROWS if i % 2 else [{"x0": 1}]}
+            post_json(f"{server.url}/predict", body)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not hook.bodies:
+            time.sleep(0.1)
+    finally:
+        hook.close()
+    assert hook.bodies, "no alarm reached the webhook"
+    alarm = hook.bodies[0]
+    assert (alarm["name"], alarm["state"], alarm["severity"]) == ("errors", "firing", "critical")
+    assert alarm["metric"] == "error_rate" and alarm["value"] >= 0.25
+
+    db = str(tmp_path / "monitor.db")
+    listed = subprocess.run(
+        [sys.executable, "-m", "mlcycle", "monitor", "alarms", "--store", db, "--json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=True,
+    )  # fmt: skip
+    alarms = json.loads(listed.stdout)
+    assert [a["name"] for a in alarms] == ["errors"]
+    ack = subprocess.run(
+        [sys.executable, "-m", "mlcycle", "monitor", "ack", str(alarms[0]["id"]),
+         "--by", "ana", "--store", db],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert ack.returncode == 0, ack.stderr
+    again = subprocess.run(
+        [sys.executable, "-m", "mlcycle", "monitor", "ack", str(alarms[0]["id"]), "--store", db],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 2 and "was acknowledged by ana" in again.stderr

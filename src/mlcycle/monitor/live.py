@@ -91,6 +91,7 @@ class _Item:
     error: str | None = None
     arm: str = "champion"
     pipeline_id: str | None = None
+    pipeline_latency: float | None = None
 
 
 class LiveMonitor:
@@ -188,10 +189,12 @@ class LiveMonitor:
         *,
         arm: str = "champion",
         pipeline_id: str | None = None,
+        pipeline_latency: float | None = None,
         at: float | None = None,
     ) -> None:
         """Queue an answered request: its model inputs, probabilities and latency (s).
 
+        ``pipeline_latency`` is the time since its pipeline started (a pipeline stage);
         ``at`` is when it was answered (unix seconds; default now).
         """
         if len(self._queue) >= self.capacity:
@@ -199,7 +202,9 @@ class LiveMonitor:
             return
         t = self.clock() if at is None else at
         self._queue.append(
-            _Item(t, request_id, latency, 200, inputs, proba, None, arm, pipeline_id)
+            _Item(
+                t, request_id, latency, 200, inputs, proba, None, arm, pipeline_id, pipeline_latency
+            )
         )
 
     def record_error(
@@ -211,6 +216,7 @@ class LiveMonitor:
         *,
         arm: str = "champion",
         pipeline_id: str | None = None,
+        pipeline_latency: float | None = None,
         at: float | None = None,
     ) -> None:
         """Queue a failed request (no prediction): its status, error and latency (s)."""
@@ -219,7 +225,18 @@ class LiveMonitor:
             return
         t = self.clock() if at is None else at
         self._queue.append(
-            _Item(t, request_id, latency, status, None, None, error, arm, pipeline_id)
+            _Item(
+                t,
+                request_id,
+                latency,
+                status,
+                None,
+                None,
+                error,
+                arm,
+                pipeline_id,
+                pipeline_latency,
+            )
         )
 
     # -- control ------------------------------------------------------------------------
@@ -325,6 +342,7 @@ class LiveMonitor:
             np.array([i.time for i in items]),
             np.array([i.latency for i in items]),
             np.array([i.status >= 400 for i in items]),
+            np.array([np.nan if i.pipeline_latency is None else i.pipeline_latency for i in items]),
         )
         ok = [i for i in items if i.proba is not None and i.inputs is not None]
         if not ok:

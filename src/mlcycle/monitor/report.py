@@ -61,6 +61,7 @@ from mlcycle.monitor.drift import (
     drift_from_profile,
     numeric_drift,
 )
+from mlcycle.monitor.pipeline import pipeline_summary
 from mlcycle.monitor.store import ALARMS, FEEDBACK, METRIC_POINTS, PREDICTIONS
 
 __all__ = [
@@ -401,6 +402,7 @@ def store_document(
         },
         "metric_points": _metric_points(engine, since, until, stage),
         "alarms": _alarms(engine, since, until, model, stage),
+        "pipeline": pipeline_summary(engine, since, until),
         "drift": None,
         "drift_note": "",
     }
@@ -927,6 +929,8 @@ def _monitor_html(doc: Mapping[str, Any], svg: _Svg) -> str:
     out.append(f"<h2>Timelines</h2><p class=\"note\">buckets of {_fmt(tl['bucket_seconds'])} s"
                "; latency over requests</p>")  # fmt: skip
     out.append(_timeline_html(tl, svg))
+    if doc.get("pipeline"):
+        out.append(_pipeline_html(doc["pipeline"]))
     out.append("<h2>Monitor metrics</h2>")
     if doc["metric_points"]:
         out.append(_metric_points_html(doc["metric_points"], svg))
@@ -946,6 +950,25 @@ def _monitor_html(doc: Mapping[str, Any], svg: _Svg) -> str:
     else:
         out.append('<p class="note">no alarms in the window</p>')
     return "\n".join(out)
+
+
+def _pipeline_html(pipe: Mapping[str, Any]) -> str:
+    rows = [
+        [_fmt(st["stage"]), _fmt(st["requests"]), _fmt(st["error_rate"]),
+         _fmt(st["latency_p50_ms"]), _fmt(st["latency_p99_ms"])]
+        for st in pipe["stages"]
+    ]  # fmt: skip
+    rows.append(
+        ["end to end", _fmt(pipe["complete_runs"]), "", _fmt(pipe["latency_p50_ms"]),
+         _fmt(pipe["latency_p99_ms"])]
+    )  # fmt: skip
+    return (
+        "<h2>Pipeline</h2>"
+        f'<p class="note">{_fmt(pipe["runs"])} runs, {_fmt(pipe["complete_runs"])} through '
+        "every stage; end to end: from the first stage's request to the last stage's "
+        "answer</p>"
+        + _table(["stage", "requests", "error rate", "latency p50 (ms)", "latency p99 (ms)"], rows)
+    )
 
 
 def _times(stamps: Sequence[str]) -> list[datetime]:

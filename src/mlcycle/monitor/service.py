@@ -100,14 +100,16 @@ class MonitorClient:
         *,
         arm: str = "champion",
         pipeline_id: str | None = None,
+        pipeline_latency: float | None = None,
     ) -> None:
         """Queue an answered request (never blocks)."""
         if len(self._queue) >= self.capacity or self._broken:
             self._drop(len(proba))
             return
         self._queue.append(
-            (time.time(), request_id, latency, 200, None, arm, pipeline_id, inputs, proba)
-        )
+            (time.time(), request_id, latency, 200, None, arm, pipeline_id, pipeline_latency,
+             inputs, proba)
+        )  # fmt: skip
 
     def record_error(
         self,
@@ -118,14 +120,16 @@ class MonitorClient:
         *,
         arm: str = "champion",
         pipeline_id: str | None = None,
+        pipeline_latency: float | None = None,
     ) -> None:
         """Queue a failed request (never blocks)."""
         if len(self._queue) >= self.capacity or self._broken:
             self._drop(1)
             return
         self._queue.append(
-            (time.time(), request_id, latency, status, error, arm, pipeline_id, None, None)
-        )
+            (time.time(), request_id, latency, status, error, arm, pipeline_id, pipeline_latency,
+             None, None)
+        )  # fmt: skip
 
     def _drop(self, rows: int) -> None:
         self.dropped += rows
@@ -195,10 +199,10 @@ class MonitorClient:
                 if not self._broken:
                     log.error("monitor: the monitor process is gone (%s); not monitoring", exc)
                 self._broken = True
-                self._drop(sum(1 if i[8] is None else len(i[8]) for i in items))
+                self._drop(sum(1 if i[9] is None else len(i[9]) for i in items))
             except Exception:
                 log.exception("monitor: sending %d requests failed", len(items))
-                self._drop(sum(1 if i[8] is None else len(i[8]) for i in items))
+                self._drop(sum(1 if i[9] is None else len(i[9]) for i in items))
             finally:
                 self._sending = False
             if not self._stop.is_set():
@@ -207,12 +211,12 @@ class MonitorClient:
 
 def _pack(items: list[tuple[Any, ...]], blocks: Sequence[str]) -> dict[str, Any]:
     """Many requests as one message: their metadata as lists, their arrays joined."""
-    ok = [i for i in items if i[8] is not None]
+    ok = [i for i in items if i[9] is not None]
     return {
-        "meta": [i[:7] for i in items],
-        "rows": [0 if i[8] is None else len(i[8]) for i in items],
-        "inputs": {b: np.concatenate([i[7][b] for i in ok]) for b in blocks} if ok else {},
-        "proba": np.concatenate([i[8] for i in ok]) if ok else None,
+        "meta": [i[:8] for i in items],
+        "rows": [0 if i[9] is None else len(i[9]) for i in items],
+        "inputs": {b: np.concatenate([i[8][b] for i in ok]) for b in blocks} if ok else {},
+        "proba": np.concatenate([i[9] for i in ok]) if ok else None,
     }
 
 
@@ -298,11 +302,14 @@ def _unpack(message: dict[str, Any], monitor: Any) -> None:
     proba = message["proba"]
     inputs = message["inputs"]
     start = 0
-    for (t, rid, latency, status, error, arm, pipeline), rows in zip(
+    for (t, rid, latency, status, error, arm, pipeline, since_start), rows in zip(
         message["meta"], message["rows"], strict=True
     ):
         if rows == 0:
-            monitor.record_error(rid, status, error, latency, arm=arm, pipeline_id=pipeline, at=t)
+            monitor.record_error(
+                rid, status, error, latency, arm=arm, pipeline_id=pipeline,
+                pipeline_latency=since_start, at=t,
+            )  # fmt: skip
             continue
         end = start + rows
         monitor.record(
@@ -312,6 +319,7 @@ def _unpack(message: dict[str, Any], monitor: Any) -> None:
             latency,
             arm=arm,
             pipeline_id=pipeline,
+            pipeline_latency=since_start,
             at=t,
         )
         start = end

@@ -43,6 +43,8 @@ class RequestView:
     times: Array
     latency: Array
     failed: Array
+    #: Seconds from the pipeline's start to the answer (NaN outside a pipeline).
+    pipeline: Array
 
     @property
     def requests(self) -> int:
@@ -163,11 +165,17 @@ class RowWindow:
 
 
 class RequestWindow:
-    """The last ``size`` requests: time, latency in seconds, and whether they failed."""
+    """The last ``size`` requests: time, latency (s), failed, time since pipeline start."""
 
     def __init__(self, size: int) -> None:
         self._ring = _Ring(
-            size, {"times": ((), np.float64), "latency": ((), np.float64), "failed": ((), bool)}
+            size,
+            {
+                "times": ((), np.float64),
+                "latency": ((), np.float64),
+                "failed": ((), bool),
+                "pipeline": ((), np.float64),
+            },
         )
 
     @property
@@ -175,13 +183,22 @@ class RequestWindow:
         """Requests ever added."""
         return self._ring.total
 
-    def add(self, times: Array, latency: Array, failed: Array) -> None:
-        """Append requests (arrays of the same length)."""
-        self._ring.add({"times": times, "latency": latency, "failed": failed})
+    def add(
+        self, times: Array, latency: Array, failed: Array, pipeline: Array | None = None
+    ) -> None:
+        """Append requests (arrays of the same length; ``pipeline`` NaN when not in one)."""
+        if pipeline is None:
+            pipeline = np.full(len(times), np.nan)
+        self._ring.add({"times": times, "latency": latency, "failed": failed, "pipeline": pipeline})
 
     def view(self, since: float | None = None) -> RequestView:
         """The requests in the window, oldest first (at or after ``since`` if given)."""
         r = self._ring
         times = r.ordered("times")
         cut = 0 if since is None else int(np.searchsorted(times, since, side="left"))
-        return RequestView(times[cut:], r.ordered("latency")[cut:], r.ordered("failed")[cut:])
+        return RequestView(
+            times[cut:],
+            r.ordered("latency")[cut:],
+            r.ordered("failed")[cut:],
+            r.ordered("pipeline")[cut:],
+        )

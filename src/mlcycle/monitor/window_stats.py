@@ -19,6 +19,9 @@ rules use):
 ``latency_p99_ms``
 ``error_rate``                    share of requests answered with an error (4xx / 5xx)
 ``throughput_rps``                requests per second over the window's time span
+``pipeline.latency_p50_ms``,      for a stage of a pipeline: from the pipeline's start
+``pipeline.latency_p99_ms``       (``X-Pipeline-Start``) to this stage's answer; at the
+                                  last stage, the end-to-end latency
 ``drift.score``                   per feature: the test's statistic (see drift.py)
 ``drift.psi``                     per feature: population stability index
 ``drift.detected``                per feature: 1 when the test says drifted
@@ -276,6 +279,11 @@ def _software(requests: RequestView) -> list[MetricValue]:
     span = float(requests.times[-1] - requests.times[0])
     if m > 1 and span > 0:
         out.append(MetricValue("throughput_rps", (m - 1) / span, m))
+    in_pipeline = requests.pipeline[np.isfinite(requests.pipeline)]
+    if in_pipeline.size:
+        q50, q99 = np.quantile(in_pipeline, (0.5, 0.99)) * 1000.0
+        out.append(MetricValue("pipeline.latency_p50_ms", float(q50), int(in_pipeline.size)))
+        out.append(MetricValue("pipeline.latency_p99_ms", float(q99), int(in_pipeline.size)))
     return out
 
 

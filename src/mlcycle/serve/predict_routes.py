@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import re
 import time
@@ -34,7 +35,7 @@ from mlcycle.serve.protocols import decode_invocations, decode_predict, predicti
 if TYPE_CHECKING:
     from mlcycle.serve.app import ServerState
 
-__all__ = ["PredictionRoutes", "RequestIds"]
+__all__ = ["PredictionRoutes", "RequestIds", "pipeline_latency"]
 
 log = logging.getLogger("mlcycle.serve")
 
@@ -76,6 +77,40 @@ class Call:
     body: bytes = b""
     #: The model inputs and probabilities, once predicted (for the monitor).
     outcome: tuple[dict[str, Any], Any] | None = None
+    #: Seconds since the pipeline started (``X-Pipeline-Start``), for pipeline stages.
+    pipeline_latency: float | None = None
+
+
+def pipeline_latency(header: str | None) -> float | None:
+    """Seconds from ``X-Pipeline-Start`` (the pipeline's start, unix seconds) to now.
+
+    Raises
+    ------
+    RequestError
+        400 when the header is not a unix time.
+
+    Examples
+    --------
+    >>> pipeline_latency(None) is None
+    True
+    >>> 0 <= pipeline_latency(str(time.time())) < 1
+    True
+    """
+    if header is None:
+        return None
+    try:
+        start = float(header)
+    except ValueError:
+        start = math.nan
+    if not math.isfinite(start) or start <= 0:
+        raise RequestError(
+            400,
+            "invalid_header",
+            f"X-Pipeline-Start must be the pipeline's start in unix seconds "
+            f"(e.g. {time.time():.3f}), not {header[:40]!r}",
+            "headers.x-pipeline-start",
+        )
+    return time.time() - start
 
 
 class Disconnected(Exception):
@@ -142,6 +177,7 @@ class PredictionRoutes:
         call = Call(headers, params)
         error = ""
         try:
+            call.pipeline_latency = pipeline_latency(headers.get("x-pipeline-start"))
             call.body = await self._body(headers, receive)
             body, extra = await handler(call, rid)
             status = 200
@@ -172,10 +208,15 @@ class PredictionRoutes:
         monitor = state.monitor
         if monitor is not None and status != 499:
             pipeline = headers.get("x-pipeline-id")
+            since_start = call.pipeline_latency
             if call.outcome is not None and status == 200:
-                monitor.record(rid, *call.outcome, elapsed, pipeline_id=pipeline)
+                monitor.record(
+                    rid, *call.outcome, elapsed, pipeline_id=pipeline, pipeline_latency=since_start
+                )
             else:
-                monitor.record_error(rid, status, error, elapsed, pipeline_id=pipeline)
+                monitor.record_error(
+                    rid, status, error, elapsed, pipeline_id=pipeline, pipeline_latency=since_start
+                )
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.state.settings.validation.max_body_bytes
