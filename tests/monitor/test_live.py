@@ -225,6 +225,9 @@ def test_a_store_that_is_down_does_not_stop_the_monitor(
     folder.rmdir()  # the SQLite file and its folder are gone: every write fails
     predict(monitor, served, records(200), "r")
     result = monitor.evaluate_now()
+    deadline = time.monotonic() + 20
+    while monitor.log.dropped < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
     monitor.close(timeout=5)
     assert result.rows == 200  # metrics and drift still computed
     assert monitor.log.failures >= 1 and monitor.log.dropped == 200

@@ -39,7 +39,7 @@ from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS, PREDICTIONS, Predicti
 from mlcycle.monitor.window import RequestWindow, RowWindow
 from mlcycle.monitor.window_stats import FeatureSpec, WindowResult, feature_specs, window_metrics
 
-__all__ = ["LiveMonitor", "ModelFacts", "Watchers"]
+__all__ = ["Chunk", "LiveMonitor", "Meta", "ModelFacts", "Watchers"]
 
 log = logging.getLogger("mlcycle.monitor")
 
@@ -80,18 +80,29 @@ class Watchers(Protocol):
         """Stop (flush sinks)."""
 
 
+#: One request's facts: (time, request id, latency s, status, error, arm, pipeline id,
+#: seconds since the pipeline started).
+Meta = tuple[float, str, float, int, "str | None", str, "str | None", "float | None"]
+
+
 @dataclass
-class _Item:
-    time: float
-    request_id: str
-    latency: float
-    status: int
-    inputs: dict[str, np.ndarray[Any, Any]] | None = None
-    proba: np.ndarray[Any, Any] | None = None
-    error: str | None = None
-    arm: str = "champion"
-    pipeline_id: str | None = None
-    pipeline_latency: float | None = None
+class Chunk:
+    """Requests handed over together: their facts, and their arrays joined.
+
+    ``rows[i]`` is request ``i``'s number of predicted rows (0 for a failed request);
+    ``inputs`` (per model input) and ``proba`` hold the rows of the answered requests,
+    in order.
+    """
+
+    meta: list[Meta]
+    rows: list[int]
+    inputs: dict[str, np.ndarray[Any, Any]]
+    proba: np.ndarray[Any, Any] | None
+
+    @property
+    def row_count(self) -> int:
+        """Predicted rows in the chunk."""
+        return sum(self.rows)
 
 
 class LiveMonitor:
@@ -164,7 +175,8 @@ class LiveMonitor:
         self.last: WindowResult | None = None
         self.dropped = 0
         self.evaluations = 0
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[Chunk] = deque()
+        self._queued = 0
         self._rows_since = 0
         self._last_eval = clock()
         self._logged_dropped = 0
@@ -197,15 +209,9 @@ class LiveMonitor:
         ``pipeline_latency`` is the time since its pipeline started (a pipeline stage);
         ``at`` is when it was answered (unix seconds; default now).
         """
-        if len(self._queue) >= self.capacity:
-            self.dropped += len(proba)
-            return
         t = self.clock() if at is None else at
-        self._queue.append(
-            _Item(
-                t, request_id, latency, 200, inputs, proba, None, arm, pipeline_id, pipeline_latency
-            )
-        )
+        meta: Meta = (t, request_id, latency, 200, None, arm, pipeline_id, pipeline_latency)
+        self.record_chunk(Chunk([meta], [len(proba)], dict(inputs), proba))
 
     def record_error(
         self,
@@ -220,24 +226,17 @@ class LiveMonitor:
         at: float | None = None,
     ) -> None:
         """Queue a failed request (no prediction): its status, error and latency (s)."""
-        if len(self._queue) >= self.capacity:
-            self.dropped += 1
-            return
         t = self.clock() if at is None else at
-        self._queue.append(
-            _Item(
-                t,
-                request_id,
-                latency,
-                status,
-                None,
-                None,
-                error,
-                arm,
-                pipeline_id,
-                pipeline_latency,
-            )
-        )
+        meta: Meta = (t, request_id, latency, status, error, arm, pipeline_id, pipeline_latency)
+        self.record_chunk(Chunk([meta], [0], {}, None))
+
+    def record_chunk(self, chunk: Chunk) -> None:
+        """Queue many requests at once (what a server worker hands over)."""
+        if self._queued >= self.capacity:
+            self.dropped += max(chunk.row_count, len(chunk.meta))
+            return
+        self._queued += len(chunk.meta)
+        self._queue.append(chunk)
 
     # -- control ------------------------------------------------------------------------
 
@@ -314,6 +313,7 @@ class LiveMonitor:
         last_process = last_feedback = 0.0
         while not self._stop.is_set():
             items = [self._queue.popleft() for _ in range(len(self._queue))]
+            self._queued -= sum(len(c.meta) for c in items)
             now = self.clock()
             try:
                 if items:
@@ -337,44 +337,62 @@ class LiveMonitor:
                 self._idle.set()
                 self._stop.wait(0.02)
 
-    def _process(self, items: list[_Item]) -> None:
+    def _process(self, chunks: list[Chunk]) -> None:
+        meta = [m for c in chunks for m in c.meta]
+        counts = np.array([r for c in chunks for r in c.rows], dtype=np.int64)
+        times, _, latency, status, _, _, _, since = zip(*meta, strict=True)
         self.requests.add(
-            np.array([i.time for i in items]),
-            np.array([i.latency for i in items]),
-            np.array([i.status >= 400 for i in items]),
-            np.array([np.nan if i.pipeline_latency is None else i.pipeline_latency for i in items]),
+            np.array(times, dtype=np.float64),
+            np.array(latency, dtype=np.float64),
+            np.array(status) >= 400,
+            np.array([np.nan if x is None else x for x in since], dtype=np.float64),
         )
-        ok = [i for i in items if i.proba is not None and i.inputs is not None]
-        if not ok:
-            if self.log is not None:
-                self.log.record([self._error_row(i) for i in items])
-            return
-        numeric, categorical = self._columns(ok)
-        proba = np.concatenate([i.proba for i in ok if i.proba is not None])
-        counts = [len(i.proba) for i in ok if i.proba is not None]
+        answered = [c for c in chunks if c.proba is not None and len(c.proba)]
+        failed = [self._error_row(meta[i]) for i in np.flatnonzero(counts == 0).tolist()]
+        if answered:
+            self._answered(answered, meta, counts, times, latency)
+        if self.log is not None and failed:
+            self.log.record(failed)
+
+    def _answered(
+        self,
+        answered: list[Chunk],
+        meta: list[Meta],
+        counts: np.ndarray[Any, Any],
+        times: tuple[float, ...],
+        latency: tuple[float, ...],
+    ) -> None:
+        proba = np.concatenate([c.proba for c in answered if c.proba is not None])
+        numeric, categorical = self._columns(answered, len(proba))
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(proba).all(axis=1)
             predicted = np.where(finite, np.nan_to_num(proba).argmax(axis=1), 0)
             confidence = np.where(finite, proba.max(axis=1, initial=0.0), np.nan)
-        times = np.repeat([i.time for i in ok], counts)
-        self.rows.add(times, numeric, categorical, predicted, confidence)
+        owner = np.repeat(np.arange(len(meta)), counts)  # the request of every row
+        row_times = np.asarray(times, dtype=np.float64)[owner]
+        self.rows.add(row_times, numeric, categorical, predicted, confidence)
         self._rows_since += len(proba)
         shares = np.bincount(predicted[finite], minlength=len(self.model.classes))
         self.metrics.count_classes(
             {c: n for c, n in zip(self.model.classes, shares.tolist(), strict=True) if n}
         )
         if self.watchers is not None:
-            self.watchers.on_rows(confidence, float(np.mean([i.latency for i in ok])) * 1000)
+            ok_latency = np.asarray(latency)[counts > 0]
+            self.watchers.on_rows(confidence, float(ok_latency.mean()) * 1000)
         if self.log is not None:
-            self.log.record(self._rows(items, numeric, categorical, proba, predicted, confidence))
+            self.log.record(
+                self._rows(meta, counts, owner, numeric, categorical, proba, predicted, confidence)
+            )
 
-    def _columns(self, items: list[_Item]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        rows = sum(len(i.proba) for i in items if i.proba is not None)
+    def _columns(
+        self, chunks: list[Chunk], rows: int
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         num: list[np.ndarray[Any, Any]] = []
         cat: list[np.ndarray[Any, Any]] = []
         for block, numeric, _ in self.model.blocks:
-            parts = [i.inputs[block] for i in items if i.inputs is not None]
-            (num if numeric else cat).append(np.concatenate(parts).reshape(rows, -1))
+            parts = [c.inputs[block] for c in chunks]
+            joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            (num if numeric else cat).append(joined.reshape(rows, -1))
         return (
             np.hstack(num).astype(np.float64) if num else np.empty((rows, 0), np.float64),
             np.hstack(cat).astype(object) if cat else np.empty((rows, 0), object),
@@ -382,7 +400,9 @@ class LiveMonitor:
 
     def _rows(
         self,
-        items: list[_Item],
+        meta: list[Meta],
+        counts: np.ndarray[Any, Any],
+        owner: np.ndarray[Any, Any],
         numeric: np.ndarray[Any, Any],
         categorical: np.ndarray[Any, Any],
         proba: np.ndarray[Any, Any],
@@ -399,34 +419,30 @@ class LiveMonitor:
             keep = np.zeros(n, bool)
         features = self._encoder.features(numeric, categorical, keep)
         probabilities = self._encoder.probabilities(proba)
-        labels = [m.classes[k] for k in predicted.tolist()]
+        classes = m.classes
         conf = [None if c != c else c for c in confidence.tolist()]  # NaN: no prediction
-        out: list[tuple[Any, ...]] = []
-        k = 0
+        labels = [
+            None if c is None else classes[k] for c, k in zip(conf, predicted.tolist(), strict=True)
+        ]
+        starts = np.cumsum(counts) - counts
+        row_in_request = (np.arange(n) - starts[owner]).tolist()
+        who = [meta[i] for i in owner.tolist()]
         stage, name, version = s.stage, m.name, m.version
-        for item in items:
-            if item.proba is None:
-                out.append(self._error_row(item))
-                continue
-            latency_ms = item.latency * 1000.0
-            rid, t, arm, pid = item.request_id, item.time, item.arm, item.pipeline_id
-            for r in range(len(item.proba)):
-                c = conf[k]
-                out.append(
-                    (
-                        rid, r, t, name, version, arm, stage, pid, features[k],
-                        None if c is None else labels[k], c, probabilities[k], latency_ms,
-                        None if c is not None else "no finite probability",
-                    )
-                )  # fmt: skip
-                k += 1
-        return out
+        return [
+            (
+                w[1], r, w[0], name, version, w[5], stage, w[6], f, label, c, pr, w[2] * 1000.0,
+                None if c is not None else "no finite probability",
+            )
+            for w, r, f, label, c, pr in zip(
+                who, row_in_request, features, labels, conf, probabilities, strict=True
+            )
+        ]  # fmt: skip
 
-    def _error_row(self, i: _Item) -> tuple[Any, ...]:
-        m = self.model
+    def _error_row(self, m: Meta) -> tuple[Any, ...]:
+        t, rid, latency, status, error, arm, pipeline_id, _ = m
         return (
-            i.request_id, 0, i.time, m.name, m.version, i.arm, self.settings.stage,
-            i.pipeline_id, None, None, None, None, i.latency * 1000.0, f"{i.status}: {i.error}",
+            rid, 0, t, self.model.name, self.model.version, arm, self.settings.stage,
+            pipeline_id, None, None, None, None, latency * 1000.0, f"{status}: {error}",
         )  # fmt: skip
 
     def _evaluate(self, now: float) -> WindowResult:

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -35,11 +36,16 @@ import numpy as np
 from mlcycle.monitor.live import ModelFacts
 from mlcycle.monitor.settings import MonitorSettings
 
-__all__ = ["MonitorClient"]
+__all__ = ["PROCESS_NAME", "MonitorClient"]
 
 log = logging.getLogger("mlcycle.monitor")
 
 _SEND_EVERY = 0.02  # seconds between messages to the monitor process
+#: The monitor process runs at this niceness: when the CPU is short, the server's
+#: workers come first and the monitor catches up later (its queue is bounded).
+MONITOR_NICENESS = 10
+#: The monitor process's name (``ps -o comm``, ``top``), on Linux.
+PROCESS_NAME = "mlcycle-monitor"
 _REPLY_TIMEOUT = 5.0
 
 
@@ -231,6 +237,12 @@ def _monitor_main(
     server_pid: int,
 ) -> None:  # pragma: no cover - runs in the monitor process (tested through the server)
     logging.basicConfig(level=logging.WARNING, format="mlcycle monitor: %(message)s")
+    _name_process(PROCESS_NAME)
+    _yield_to_serving()
+    # A stop signal to the whole process group (Ctrl-C, systemd, docker stop) must not cut
+    # the monitor short: it stops when its worker closes the pipe, after writing it all.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from prometheus_client import CollectorRegistry, generate_latest
 
     from mlcycle.monitor.live import LiveMonitor
@@ -298,28 +310,36 @@ def _monitor_main(
     monitor.close()
 
 
+def _name_process(name: str) -> None:  # pragma: no cover - runs in the monitor process
+    """Set this process's name as ``ps`` and ``top`` show it (Linux; elsewhere nothing)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def _yield_to_serving() -> None:  # pragma: no cover - runs in the monitor process
+    """Let the server's workers (and everything else) have the CPU first.
+
+    Linux: the ``SCHED_IDLE`` policy (runs only when a core has nothing else to do, and
+    never delays a waking worker); elsewhere: niceness :data:`MONITOR_NICENESS`.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(MONITOR_NICENESS)
+
+
 def _unpack(message: dict[str, Any], monitor: Any) -> None:
-    proba = message["proba"]
-    inputs = message["inputs"]
-    start = 0
-    for (t, rid, latency, status, error, arm, pipeline, since_start), rows in zip(
-        message["meta"], message["rows"], strict=True
-    ):
-        if rows == 0:
-            monitor.record_error(
-                rid, status, error, latency, arm=arm, pipeline_id=pipeline,
-                pipeline_latency=since_start, at=t,
-            )  # fmt: skip
-            continue
-        end = start + rows
-        monitor.record(
-            rid,
-            {b: v[start:end] for b, v in inputs.items()},
-            proba[start:end],
-            latency,
-            arm=arm,
-            pipeline_id=pipeline,
-            pipeline_latency=since_start,
-            at=t,
+    from mlcycle.monitor.live import Chunk
+
+    monitor.record_chunk(
+        Chunk(
+            [tuple(m) for m in message["meta"]],
+            message["rows"],
+            message["inputs"],
+            message["proba"],
         )
-        start = end
+    )

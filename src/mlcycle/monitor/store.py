@@ -64,7 +64,7 @@ PREDICTIONS = sa.Table(
     sa.Column("arm", sa.String(50), nullable=False, default="champion"),
     # Pipeline monitoring: the stage this model is, and the id shared by a pipeline run.
     sa.Column("stage", sa.String(100), nullable=False, default=""),
-    sa.Column("pipeline_id", sa.String(200), nullable=True, index=True),
+    sa.Column("pipeline_id", sa.String(200), nullable=True),
     sa.Column("features", sa.Text, nullable=True),
     sa.Column("label", sa.String(200), nullable=True),
     sa.Column("confidence", sa.Float, nullable=True),
