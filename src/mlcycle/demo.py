@@ -56,7 +56,7 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
     if root.exists() and any(root.iterdir()):
         root = root / "project"
     console.print(f"[bold]mlcycle demo[/bold] in {root}")
-    total = 8
+    total = 10
     root.parent.mkdir(parents=True, exist_ok=True)
     _step(
         console,
@@ -103,6 +103,16 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
         ["predict", str(data), "--output", "predictions.csv", "--overwrite", "--no-progress"],
         root,
     )
+    _step(
+        console,
+        9,
+        total,
+        "monitoring report of the served traffic (drift against the data, timelines, alarms)",
+        ["monitor", "report", "--since", "1h", "--reference", str(data),
+         "--output", "monitor-report.html"],
+        root,
+    )  # fmt: skip
+    _step(console, 10, total, "list the monitor's alarms", ["monitor", "alarms", "--all"], root)
     _summary(console, root, time.perf_counter() - start)
     return root
 
@@ -200,5 +210,6 @@ def _summary(console: Console, root: Path, elapsed: float) -> None:
         f"open the experiments and the registry in MLflow's UI:\n"
         f"  cd {root} && {_mlflow_command()} ui --backend-store-uri sqlite:///mlflow.db "
         f"--port 5000\n  then browse http://127.0.0.1:5000\n"
+        f"monitoring report of the served traffic: {root / 'monitor-report.html'}\n"
         f"[bold]demo finished in {elapsed:.1f}s[/bold]"
     )

@@ -113,4 +113,39 @@ def call_the_champion(
             line for line in metrics.splitlines() if line.startswith("mlcycle_requests_total")
         ]
         console.print("GET /metrics (Prometheus):", *counted, sep="\n  ", soft_wrap=True)
+        _feedback_round(console, url, data, label)
     console.print(f"server was ready {ready:.2f}s after the command started; stopped")
+
+
+def _feedback_round(console: Console, url: str, data: Path, label: str) -> None:
+    """Predict 200 rows, send their true labels to /feedback, show what the monitor saw."""
+    records, truth = _rows(data, label, 100)
+    feedback = []
+    for start in range(0, len(records), 50):
+        rid = f"demo-{start // 50}"
+        req = urllib.request.Request(
+            f"{url}/predict",
+            data=json.dumps({"records": records[start : start + 50]}).encode(),
+            headers={"Content-Type": "application/json", "X-Request-ID": rid},
+        )
+        urllib.request.urlopen(req, timeout=30).close()
+        feedback += [
+            {"request_id": rid, "row": i, "label": t}
+            for i, t in enumerate(truth[start : start + 50])
+        ]
+    answer, _ = _post(f"{url}/feedback", {"feedback": feedback})
+    console.print(
+        f"POST /feedback with the true labels of {len(feedback)} predicted rows: "
+        f"{answer['stored']} stored"
+    )
+    wanted = ("mlcycle_quality_accuracy{", "mlcycle_predicted_class_total{")
+    deadline = time.monotonic() + 15
+    shown: list[str] = []
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+            lines = resp.read().decode().splitlines()
+        shown = [line for line in lines if line.startswith(wanted)]
+        if all(any(line.startswith(w) for line in shown) for w in wanted):
+            break
+        time.sleep(0.25)
+    console.print("the monitor (GET /metrics):", *shown, sep="\n  ", soft_wrap=True)

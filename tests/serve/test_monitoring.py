@@ -224,3 +224,40 @@ def test_an_alarm_reaches_the_webhook_the_store_and_the_alarms_command(
         capture_output=True, text=True, cwd=tmp_path, timeout=60,
     )  # fmt: skip
     assert again.returncode == 2 and "was acknowledged by ana" in again.stderr
+
+
+def test_a_server_logs_to_postgresql_and_joins_feedback_there(
+    start_server: Callable[..., RunningServer], mixed_bundle: Path, postgres_server: Any
+) -> None:
+    import sqlalchemy as sa
+
+    url = postgres_server.create_database()
+    server = start_server(mixed_bundle, "--monitor-store", url, "--workers", "2")
+    for i in range(6):
+        status, _, _ = post_json(
+            f"{server.url}/predict", {"records": MIXED_ROWS}, x_request_id=f"pg{i}"
+        )
+        assert status == 200
+    status, _, answer = post_json(
+        f"{server.url}/feedback", {"request_id": "pg3", "row": 2, "label": "low"}
+    )
+    assert status == 200, answer
+    engine = sa.create_engine(url)
+    try:
+        deadline = time.monotonic() + 20
+        count = 0
+        while time.monotonic() < deadline and count < 18:
+            with engine.connect() as conn:
+                count = conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar_one()
+            time.sleep(0.1)
+        with engine.connect() as conn:
+            joined = conn.execute(
+                sa.text(
+                    "SELECT p.label, f.label FROM feedback f JOIN predictions p "
+                    "ON p.request_id = f.request_id AND p.row = f.row"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert count == 18  # two workers, each with its monitor, one PostgreSQL store
+    assert len(joined) == 1 and joined[0][1] == "low"

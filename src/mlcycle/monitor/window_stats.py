@@ -12,6 +12,7 @@ rules use):
 ``input.mean``                    per numeric feature
 ``input.quantile``                per numeric feature and ``q`` in 0.05, 0.5, 0.95
 ``output.confidence_mean``        mean top probability
+``output.confidence_quantile``    top probability's quantiles, ``q`` in 0.05, 0.5, 0.95
 ``output.low_confidence_rate``    share of rows whose top probability is below the setting
 ``output.null_rate``              share of rows with no finite probability
 ``output.class_share``            per class: share of rows predicted as it
@@ -255,6 +256,10 @@ def _outputs(rows: RowView, classes: Sequence[str], low_confidence: float) -> li
     if finite.any():
         ok = conf[finite]
         out.append(MetricValue("output.confidence_mean", float(ok.mean()), int(ok.size)))
+        for q, v in zip(QUANTILES, np.quantile(ok, QUANTILES), strict=True):
+            out.append(
+                MetricValue("output.confidence_quantile", float(v), int(ok.size), {"q": str(q)})
+            )
         out.append(
             MetricValue(
                 "output.low_confidence_rate", float((ok < low_confidence).mean()), int(ok.size)

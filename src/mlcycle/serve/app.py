@@ -325,11 +325,19 @@ async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
         except FeedbackError as exc:
             if exc.status != 404 or state.monitor is None:
                 raise
-        # Some predictions may still be on their way to the store: wait for them, retry.
+        # Some predictions may still be on their way to the store: wait for this worker's
+        # monitor to write what it has, then give other workers' monitors a moment too.
         state.monitor.flush(_FEEDBACK_FLUSH_SECONDS)
-        return record_feedback(
-            engine, items, classes=state.model.classes, overwrite=overwrite, source="api"
-        )
+        for attempt in range(_FEEDBACK_RETRIES):
+            try:
+                return record_feedback(
+                    engine, items, classes=state.model.classes, overwrite=overwrite, source="api"
+                )
+            except FeedbackError as exc:
+                if exc.status != 404 or attempt == _FEEDBACK_RETRIES - 1:
+                    raise
+            time.sleep(state.settings.monitor.flush_interval + 0.1)
+        raise AssertionError("unreachable")
 
     try:
         result = await run_in_threadpool(store)
@@ -343,6 +351,8 @@ async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
 
 # How long feedback for an unknown request id waits for the monitor to write what it has.
 _FEEDBACK_FLUSH_SECONDS = 15.0
+# Then it tries this many times, a store write interval apart (for other workers' rows).
+_FEEDBACK_RETRIES = 3
 
 _FEEDBACK_CODES = {
     400: "invalid_feedback",
