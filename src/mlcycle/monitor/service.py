@@ -8,7 +8,7 @@ take the interpreter lock from it. So each worker starts one monitor process
 * the request path appends a reference to a bounded queue (:meth:`MonitorClient.record`);
   when the queue is full the rows are dropped and counted, and the request goes on;
 * a sender thread takes the queue every few milliseconds, joins the requests' arrays into
-  one message and writes it to a pipe (numpy arrays pickle as raw buffers);
+  one message and writes it to a socket (numpy arrays pickle as raw buffers);
 * the monitor process (:func:`_monitor_main`) unpacks each message into a
   :class:`~mlcycle.monitor.live.LiveMonitor`, which logs, measures, tests and alarms.
 
@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -74,19 +76,22 @@ class MonitorClient:
         self._on_drop = on_drop
         self._queue: deque[tuple[Any, ...]] = deque()
         self._blocks = [b for b, _, _ in model.blocks]
-        ctx = multiprocessing.get_context("spawn")
-        data_recv, self._data = ctx.Pipe(duplex=False)
-        self._control, control_child = ctx.Pipe()
-        self._control_lock = threading.Lock()
-        self.process = ctx.Process(
-            target=_monitor_main,
-            args=(settings, model, data_recv, control_child, os.getpid()),
-            name="mlcycle-monitor",
-            daemon=True,
+        # A fresh interpreter (``python -m mlcycle.monitor.service``) on two socket pairs:
+        # unlike multiprocessing's spawn it does not re-import the caller's __main__.
+        data_parent, data_child = socket.socketpair()
+        control_parent, control_child = socket.socketpair()
+        fds = (data_child.fileno(), control_child.fileno())
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlcycle.monitor.service", *map(str, fds)],
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
         )
-        self.process.start()
-        data_recv.close()
+        data_child.close()
         control_child.close()
+        self._data = Connection(data_parent.detach())
+        self._control = Connection(control_parent.detach())
+        self._control_lock = threading.Lock()
+        self._control.send((settings, model, os.getpid()))
         self._broken = False
         self._sending = False
         self._sent = 0
@@ -151,7 +156,7 @@ class MonitorClient:
         so far is written), ``evaluate`` (the window's metrics now, as a list of dicts),
         ``feedback`` (look for new feedback in the store now).
         """
-        if not self.process.is_alive():
+        if self.process.poll() is not None:
             return None
         with self._control_lock:
             try:
@@ -181,11 +186,12 @@ class MonitorClient:
         self._thread.join(timeout)
         with contextlib.suppress(OSError):
             self._data.send(None)
-        self.process.join(max(1.0, deadline - time.monotonic()))
-        if self.process.is_alive():
+        try:
+            self.process.wait(max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             log.warning("monitor: the monitor process did not stop in time; terminating it")
             self.process.terminate()
-            self.process.join(5)
+            self.process.wait(5)
         self._data.close()
         self._control.close()
 
@@ -227,6 +233,21 @@ def _pack(items: list[tuple[Any, ...]], blocks: Sequence[str]) -> dict[str, Any]
 
 
 # -- the monitor process ---------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - the monitor process
+    """Entry point of the monitor process: ``python -m mlcycle.monitor.service DATA CONTROL``.
+
+    ``DATA`` and ``CONTROL`` are inherited socket file descriptors; the first message on
+    ``CONTROL`` is ``(MonitorSettings, ModelFacts, server pid)``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    data, control = Connection(int(args[0])), Connection(int(args[1]))
+    try:
+        settings, model, server_pid = control.recv()
+    except (EOFError, OSError):
+        return  # the worker went away before it said what to watch
+    _monitor_main(settings, model, data, control, server_pid)
 
 
 def _monitor_main(
@@ -343,3 +364,7 @@ def _unpack(message: dict[str, Any], monitor: Any) -> None:
             message["proba"],
         )
     )
+
+
+if __name__ == "__main__":  # pragma: no cover - the monitor process
+    main()
