@@ -105,6 +105,11 @@ class Chunk:
         return sum(self.rows)
 
 
+def _weight(chunk: Chunk) -> int:
+    """What a chunk counts against the queue's capacity: its rows (a failed request: 1)."""
+    return sum(r or 1 for r in chunk.rows)
+
+
 class LiveMonitor:
     """Watches a served model; see the module docstring.
 
@@ -235,7 +240,7 @@ class LiveMonitor:
         if self._queued >= self.capacity:
             self.dropped += max(chunk.row_count, len(chunk.meta))
             return
-        self._queued += len(chunk.meta)
+        self._queued += _weight(chunk)
         self._queue.append(chunk)
 
     # -- control ------------------------------------------------------------------------
@@ -313,7 +318,7 @@ class LiveMonitor:
         last_process = last_feedback = 0.0
         while not self._stop.is_set():
             items = [self._queue.popleft() for _ in range(len(self._queue))]
-            self._queued -= sum(len(c.meta) for c in items)
+            self._queued -= sum(_weight(c) for c in items)
             now = self.clock()
             try:
                 if items:

@@ -75,6 +75,7 @@ class MonitorClient:
         self.dropped = 0
         self._on_drop = on_drop
         self._queue: deque[tuple[Any, ...]] = deque()
+        self._queued = 0  # rows in the queue (a failed request counts 1): what is bounded
         self._blocks = [b for b, _, _ in model.blocks]
         # A fresh interpreter (``python -m mlcycle.monitor.service``) on two socket pairs:
         # unlike multiprocessing's spawn it does not re-import the caller's __main__.
@@ -114,9 +115,10 @@ class MonitorClient:
         pipeline_latency: float | None = None,
     ) -> None:
         """Queue an answered request (never blocks)."""
-        if len(self._queue) >= self.capacity or self._broken:
+        if self._queued >= self.capacity or self._broken:
             self._drop(len(proba))
             return
+        self._queued += len(proba)
         self._queue.append(
             (time.time(), request_id, latency, 200, None, arm, pipeline_id, pipeline_latency,
              inputs, proba)
@@ -134,9 +136,10 @@ class MonitorClient:
         pipeline_latency: float | None = None,
     ) -> None:
         """Queue a failed request (never blocks)."""
-        if len(self._queue) >= self.capacity or self._broken:
+        if self._queued >= self.capacity or self._broken:
             self._drop(1)
             return
+        self._queued += 1
         self._queue.append(
             (time.time(), request_id, latency, status, error, arm, pipeline_id, pipeline_latency,
              None, None)
@@ -204,6 +207,7 @@ class MonitorClient:
                 continue
             self._sending = True
             items = [self._queue.popleft() for _ in range(len(self._queue))]
+            self._queued -= sum(1 if i[9] is None else len(i[9]) for i in items)
             try:
                 self._data.send(_pack(items, self._blocks))
                 self._sent += 1

@@ -75,7 +75,8 @@ class MonitorSettings:
     log_features: str = "all"
     # Share of rows whose features are kept when log_features is "sample".
     feature_sample: float = 0.1
-    # Most events held in memory while the store is behind (the rest are dropped, counted).
+    # Most rows held in memory at each step (hand-over to the monitor, its queue, the
+    # store's buffer) while it is behind; more are dropped and counted.
     buffer_capacity: int = 100_000
     write_batch: int = 500
     flush_interval: float = 0.5
