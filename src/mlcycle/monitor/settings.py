@@ -77,7 +77,7 @@ class MonitorSettings:
     feature_sample: float = 0.1
     # Most rows held in memory at each step (hand-over to the monitor, its queue, the
     # store's buffer) while it is behind; more are dropped and counted.
-    buffer_capacity: int = 100_000
+    buffer_capacity: int = 20_000
     write_batch: int = 500
     flush_interval: float = 0.5
     # Predictions with a top probability below this count as low-confidence.
