@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.exceptions import DataError
+from mlcycle.monitor.settings import DriftSettings
 
 __all__ = [
     "DatasetDrift",
@@ -41,24 +42,6 @@ __all__ = [
     "numeric_drift",
     "psi",
 ]
-
-
-@dataclass(frozen=True)
-class DriftSettings:
-    """Thresholds of the drift tests."""
-
-    # Current-window size up to which the statistical tests (KS, chi-square) are used.
-    small_sample: int = 1000
-    # p-value below which KS / chi-square say "drifted".
-    alpha: float = 0.05
-    # Wasserstein distance in reference standard deviations above which a number drifted.
-    wasserstein_threshold: float = 0.1
-    # Jensen-Shannon distance (base 2, 0..1) above which a category drifted.
-    jensenshannon_threshold: float = 0.1
-    # Bins of the numeric PSI (quantiles of the reference).
-    psi_bins: int = 10
-    # Share of drifted features at which the dataset drifted.
-    dataset_share: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,6 @@ import numpy as np
 import orjson
 import sqlalchemy as sa
 
-from mlcycle.monitor.drift import DriftSettings
 from mlcycle.monitor.encode import RowEncoder
 from mlcycle.monitor.settings import MonitorSettings
 from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS, PREDICTIONS, PredictionLog
@@ -168,15 +167,7 @@ class LiveMonitor:
             w.size, numeric=len(self.numeric_names), categorical=len(self.categorical_names)
         )
         self.requests = RequestWindow(w.size)
-        d = settings.drift
-        self.drift_settings = DriftSettings(
-            small_sample=d.small_sample,
-            alpha=d.alpha,
-            wasserstein_threshold=d.wasserstein_threshold,
-            jensenshannon_threshold=d.jensenshannon_threshold,
-            psi_bins=d.psi_bins,
-            dataset_share=d.dataset_share,
-        )
+        self.drift_settings = settings.drift
         self.last: WindowResult | None = None
         self.dropped = 0
         self.evaluations = 0

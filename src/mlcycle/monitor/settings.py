@@ -16,7 +16,7 @@ from mlcycle.exceptions import ConfigError
 __all__ = [
     "FEATURE_LOGGING",
     "WINDOW_KINDS",
-    "DriftTestSettings",
+    "DriftSettings",
     "MonitorSettings",
     "WindowSettings",
     "check_monitor_settings",
@@ -47,14 +47,20 @@ class WindowSettings:
 
 
 @dataclass
-class DriftTestSettings:
-    """Thresholds of the drift tests (see :class:`mlcycle.monitor.drift.DriftSettings`)."""
+class DriftSettings:
+    """Thresholds of the drift tests (:mod:`mlcycle.monitor.drift`)."""
 
+    # Current-window size up to which the statistical tests (KS, chi-square) are used.
     small_sample: int = 1000
+    # p-value below which KS / chi-square say "drifted".
     alpha: float = 0.05
+    # Wasserstein distance in reference standard deviations above which a number drifted.
     wasserstein_threshold: float = 0.1
+    # Jensen-Shannon distance (base 2, 0..1) above which a category drifted.
     jensenshannon_threshold: float = 0.1
+    # Bins of the numeric PSI (quantiles of the reference).
     psi_bins: int = 10
+    # Share of drifted features at which the dataset drifted.
     dataset_share: float = 0.5
 
 
@@ -85,7 +91,7 @@ class MonitorSettings:
     # Pipeline monitoring: the stage this model is (metrics and alarms carry it).
     stage: str = ""
     window: WindowSettings = field(default_factory=WindowSettings)
-    drift: DriftTestSettings = field(default_factory=DriftTestSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
     # Alarm rules (mlcycle.monitor.alarms.AlarmRule fields); null: the default rules.
     alarms: list[dict[str, Any]] | None = None
     # Streaming detectors (mlcycle.monitor.detectors.DetectorSettings fields); null: default.

@@ -17,7 +17,7 @@ from typing import Any
 
 from mlcycle.exceptions import ConfigError
 from mlcycle.monitor.settings import (
-    DriftTestSettings,
+    DriftSettings,
     MonitorSettings,
     WindowSettings,
     check_monitor_settings,
@@ -165,7 +165,7 @@ _NESTED: dict[tuple[type[Any], str], type[Any]] = {
     (ServeSettings, "ort"): OrtSettings,
     (ServeSettings, "monitor"): MonitorSettings,
     (MonitorSettings, "window"): WindowSettings,
-    (MonitorSettings, "drift"): DriftTestSettings,
+    (MonitorSettings, "drift"): DriftSettings,
 }
 
 
