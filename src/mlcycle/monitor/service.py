@@ -43,8 +43,9 @@ __all__ = ["PROCESS_NAME", "MonitorClient"]
 log = logging.getLogger("mlcycle.monitor")
 
 _SEND_EVERY = 0.02  # seconds between messages to the monitor process
-#: The monitor process runs at this niceness: when the CPU is short, the server's
-#: workers come first and the monitor catches up later (its queue is bounded).
+#: Where the ``SCHED_IDLE`` policy is not available, the monitor process runs at this
+#: niceness: when the CPU is short, the workers come first and the monitor catches up
+#: later (its queues are bounded).
 MONITOR_NICENESS = 10
 #: The monitor process's name (``ps -o comm``, ``top``), on Linux.
 PROCESS_NAME = "mlcycle-monitor"
@@ -177,10 +178,10 @@ class MonitorClient:
         while (self._queue or self._sending) and time.monotonic() < deadline:
             time.sleep(0.005)
         left = max(0.1, deadline - time.monotonic())
-        # The pipes do not keep order between them: say how many messages must be in.
+        # The two sockets do not keep order between them: say how many messages must be in.
         return bool(self.ask("flush", left, self._sent, timeout=left + 1.0))
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 30.0) -> None:
         """Hand over what is queued, let the monitor write it, and stop the process."""
         deadline = time.monotonic() + timeout
         while (self._queue or self._sending) and time.monotonic() < deadline:
