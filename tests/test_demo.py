@@ -32,7 +32,7 @@ def test_demo_runs_end_to_end_and_promotes_the_best_model(tmp_path: Path) -> Non
     with sqlite3.connect(root / "monitor.db") as conn:
         logged = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
         labelled = conn.execute("SELECT count(*) FROM feedback").fetchone()[0]
-    assert (logged, labelled) == (6 + 200, 200)
+    assert (logged, labelled) == (6 + 6 + 200, 200)  # /predict, /invocations, the feedback round
     client = mlflow_client(root)
     versions = client.search_model_versions("name='breast_cancer'")
     assert len(versions) == 2

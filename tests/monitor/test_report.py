@@ -15,8 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from mlcycle.exceptions import BundleError, ConfigError, DataError, MlcycleError
-from mlcycle.monitor.report import EmptyWindowError, _fmt, store_document, write_report
+from mlcycle.monitor.report import EmptyWindowError, store_document, write_report
 from mlcycle.monitor.report_command import add_arguments, parse_since, parse_until, run
+from mlcycle.monitor.report_html import _fmt
 from mlcycle.monitor.store import (
     ALARMS,
     FEEDBACK,
