@@ -266,10 +266,10 @@ def _monitor_main(
     _name_process(PROCESS_NAME)
     _yield_to_serving()
     # A stop signal to the whole process group (Ctrl-C, systemd, docker stop) must not cut
-    # the monitor short: it stops when its worker closes the pipe, after writing it all.
+    # the monitor short: it stops when its worker closes the socket, after writing it all.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry
 
     from mlcycle.monitor.live import LiveMonitor
     from mlcycle.monitor.live_metrics import MonitorMetrics
@@ -288,39 +288,13 @@ def _monitor_main(
     watchers = build_watchers(settings, model, engine, metrics)
     monitor = LiveMonitor(settings, model, metrics, engine=engine, watchers=watchers)
 
-    def answer() -> None:
-        while True:
-            try:
-                command, *args = control.recv()
-            except (EOFError, OSError):
-                return
-            try:
-                if command == "metrics":
-                    reply: Any = generate_latest(registry) if registry is not None else b""
-                elif command == "flush":
-                    timeout, sent = float(args[0]), int(args[1])
-                    deadline = time.monotonic() + timeout
-                    while received[0] < sent and time.monotonic() < deadline:
-                        time.sleep(0.005)
-                    left = max(0.1, deadline - time.monotonic())
-                    reply = received[0] >= sent and monitor.flush(left)
-                elif command == "evaluate":
-                    result = monitor.evaluate_now()
-                    reply = [
-                        {"name": m.name, "value": m.value, "samples": m.samples, "labels": m.labels}
-                        for m in result.metrics
-                    ]
-                elif command == "feedback":
-                    reply = monitor.poll_feedback()
-                else:
-                    reply = None
-                control.send(reply)
-            except Exception:
-                log.exception("answering %r failed", command)
-                control.send(None)
-
-    received = [0]  # messages taken from the data pipe (flush waits for its count)
-    threading.Thread(target=answer, name="mlcycle-monitor-control", daemon=True).start()
+    received = [0]  # messages taken from the data socket (flush waits for its count)
+    threading.Thread(
+        target=_answer_commands,
+        args=(control, monitor, registry, received),
+        name="mlcycle-monitor-control",
+        daemon=True,
+    ).start()
     while True:
         try:
             message = data.recv()
@@ -334,6 +308,43 @@ def _monitor_main(
             log.exception("unpacking a message failed")
         received[0] += 1
     monitor.close()
+
+
+def _answer_commands(
+    control: Connection, monitor: Any, registry: Any, received: list[int]
+) -> None:  # pragma: no cover - runs in the monitor process (tested through the server)
+    """Answer the worker's commands (see :meth:`MonitorClient.ask`) until it goes away."""
+    from prometheus_client import generate_latest
+
+    while True:
+        try:
+            command, *args = control.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if command == "metrics":
+                reply: Any = generate_latest(registry) if registry is not None else b""
+            elif command == "flush":
+                timeout, sent = float(args[0]), int(args[1])
+                deadline = time.monotonic() + timeout
+                while received[0] < sent and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                left = max(0.1, deadline - time.monotonic())
+                reply = received[0] >= sent and monitor.flush(left)
+            elif command == "evaluate":
+                result = monitor.evaluate_now()
+                reply = [
+                    {"name": m.name, "value": m.value, "samples": m.samples, "labels": m.labels}
+                    for m in result.metrics
+                ]
+            elif command == "feedback":
+                reply = monitor.poll_feedback()
+            else:
+                reply = None
+            control.send(reply)
+        except Exception:
+            log.exception("answering %r failed", command)
+            control.send(None)
 
 
 def _name_process(name: str) -> None:  # pragma: no cover - runs in the monitor process
