@@ -331,7 +331,7 @@ class LiveMonitor:
                 log.exception("monitor: processing %d requests failed", len(items))
             if not items:
                 self._idle.set()
-                self._stop.wait(0.02)
+                self._stop.wait(0.1)
 
     def _process(self, chunks: list[Chunk]) -> None:
         meta = [m for c in chunks for m in c.meta]

@@ -42,7 +42,7 @@ __all__ = ["PROCESS_NAME", "MonitorClient"]
 
 log = logging.getLogger("mlcycle.monitor")
 
-_SEND_EVERY = 0.02  # seconds between messages to the monitor process
+_SEND_EVERY = 0.1  # seconds between messages to the monitor process
 #: Where the ``SCHED_IDLE`` policy is not available, the monitor process runs at this
 #: niceness: when the CPU is short, the workers come first and the monitor catches up
 #: later (its queues are bounded).
