@@ -48,18 +48,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlcycle import __version__
+from mlcycle.rollout.router import Routing
 from mlcycle.serve import oip
-from mlcycle.serve.batching import MicroBatcher, Prediction
+from mlcycle.serve.admin import admin_routes, admin_token
+from mlcycle.serve.arms import Arm, make_arm
+from mlcycle.serve.batching import Prediction
 from mlcycle.serve.errors import RequestError, body_too_large, caller_request_id, error_body
 from mlcycle.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.openapi import openapi_document
 from mlcycle.serve.predict_routes import PredictionRoutes
 from mlcycle.serve.settings import ServeSettings
+from mlcycle.serve.shadow import ShadowRunner
 from mlcycle.serve.validation import FeatureBatch
 
 if TYPE_CHECKING:
     from mlcycle.monitor.service import MonitorClient
+    from mlcycle.rollout.controller import RolloutController
 
 __all__ = ["ServerState", "app_from_env", "create_app"]
 
@@ -71,28 +76,43 @@ Handler = Callable[[Request, "ServerState", str], Awaitable[Response]]
 
 
 class ServerState:
-    """What the routes share: the model, settings, batcher and metrics."""
+    """What the routes share: the arms and their routing, settings and metrics.
+
+    ``routing`` (:class:`~mlcycle.rollout.router.Routing`) is replaced whole when a
+    rollout moves, so a request reads it once and keeps a consistent view; the arms it
+    holds stay usable by requests in flight after they are replaced.
+    """
 
     def __init__(self, model: ServedModel, settings: ServeSettings) -> None:
-        self.model = model
         self.settings = settings
         self.metrics = ServeMetrics(model.version)
         self.metrics.load_seconds.labels(model.version).set(model.load_seconds)
         self.in_flight = 0
         self._gauge_per_request = not self.metrics.track_in_flight(lambda: self.in_flight)
-        self.batcher = MicroBatcher(
-            model.predict,
-            settings.batching,
-            in_flight=lambda: self.in_flight,
-            on_batch=self.metrics.batch_rows.observe,
-        )
-        self.monitor: MonitorClient | None = (
-            _start_monitor(model, settings, self.metrics) if settings.monitor.enabled else None
-        )
+        champion = make_arm("champion", model, settings, self.metrics, lambda: self.in_flight)
+        self.routing = Routing({"champion": champion})
+        self.rollouts: RolloutController | None = None
+        self.retired: list[Arm] = []
+        self.shadow = ShadowRunner()
+        self.admin_token = admin_token(settings)
         self._engine: Any = None
         self.openapi = orjson.dumps(openapi_document(model))
-        self.model_doc = {"name": model.name, "version": model.version}
-        self.version_header = model.version.encode("latin-1", "replace")
+
+    @property
+    def model(self) -> ServedModel:
+        """The champion's model (what metadata and validation describe)."""
+        champion: Arm = self.routing.champion
+        return champion.model
+
+    @property
+    def monitor(self) -> MonitorClient | None:
+        """The champion's monitor (``None`` with monitoring off)."""
+        champion: Arm = self.routing.champion
+        return champion.monitor
+
+    def monitors(self) -> list[MonitorClient]:
+        """The monitors of every loaded arm."""
+        return [a.monitor for a in self.routing.arms.values() if a.monitor is not None]
 
     def store_engine(self) -> Any:
         """The monitoring store's engine (opened on first use, for feedback)."""
@@ -114,11 +134,55 @@ class ServerState:
         if self._gauge_per_request:
             self.metrics.in_flight.dec()
 
-    async def predict(self, batch: FeatureBatch) -> Prediction:
-        """Labels and probabilities for a validated batch (micro-batched), counted."""
-        result = await self.batcher.predict(batch)
+    async def predict(self, arm: Arm, batch: FeatureBatch) -> Prediction:
+        """Labels and probabilities from ``arm`` for a validated batch (micro-batched)."""
+        result = await arm.batcher.predict(batch)
         self.metrics.count_rows(batch.rows)
         return result
+
+    def reload(self, who: str) -> dict[str, str]:
+        """Load the champion's bundle folder again and serve it (``POST /admin/reload``).
+
+        Raises
+        ------
+        RequestError
+            409 while a rollout runs; 422 when the bundle no longer loads or its
+            signature changed (the running model keeps serving).
+        """
+        from mlcycle.exceptions import BundleError
+        from mlcycle.rollout.router import signature_problems
+
+        routing = self.routing
+        if routing.challenger is not None:
+            raise RequestError(
+                409,
+                "rollout_running",
+                "a rollout is running; promote or roll it back before reloading",
+            )
+        old: Arm = routing.champion
+        try:
+            model = ServedModel.load(self.settings.replace(bundle=str(old.model.bundle.path)))
+        except BundleError as exc:
+            raise RequestError(422, "invalid_bundle", f"the bundle does not load: {exc}") from None
+        problems = signature_problems(old.model.bundle.signature, model.bundle.signature)
+        if problems:
+            raise RequestError(422, "signature_mismatch", "not reloaded: " + "; ".join(problems))
+        arm = make_arm("champion", model, self.settings, self.metrics, lambda: self.in_flight)
+        self.routing = Routing({"champion": arm}, rollout_id=routing.rollout_id,
+                               revision=routing.revision, state=routing.state)  # fmt: skip
+        self.retired.append(old)
+        log.warning("%s reloaded %s: version %s", who, model.bundle.path, model.version)
+        return {"name": model.name, "version": model.version, "bundle": str(model.bundle.path)}
+
+    def close(self) -> None:
+        """Stop every arm (their monitors write what they hold) and the rollout thread."""
+        if self.rollouts is not None:
+            self.rollouts.close()
+        self.shadow.close()
+        for arm in [*self.routing.arms.values(), *self.retired]:
+            arm.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def check_model(self, name: str | None, version: str | None) -> None:
         """404 unless ``name`` (and ``version``, when given) is the served model."""
@@ -142,18 +206,20 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
         rest. Run it with any ASGI server (``mlcycle serve`` uses uvicorn).
     """
     state = ServerState(model or ServedModel.load(settings), settings)
+    if settings.monitor.enabled:
+        from mlcycle.rollout.controller import RolloutController
+
+        state.rollouts = RolloutController(state, state.store_engine())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gc.freeze()  # the model and imports never die: keep them out of full collections
+        if state.rollouts is not None:
+            state.rollouts.start()
         try:
             yield
         finally:
-            state.batcher.close()
-            if state.monitor is not None:
-                state.monitor.close()
-            if state._engine is not None:
-                state._engine.dispose()
+            state.close()
             state.metrics.process_exit()
 
     def route(path: str, handler: Handler, method: str = "GET", counted: bool = True) -> Route:
@@ -183,6 +249,7 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
         route("/feedback", _feedback, "POST"),
         route("/metrics", _metrics, counted=False),
         route("/openapi.json", _openapi),
+        *admin_routes(route),
     ]
     app = Starlette(
         routes=routes,
@@ -192,9 +259,10 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
     return PredictionRoutes(state, app)
 
 
-def _start_monitor(
+def start_monitor(
     model: ServedModel, settings: ServeSettings, metrics: ServeMetrics
 ) -> MonitorClient:
+    """A monitor process watching ``model`` (one per arm and worker)."""
     from mlcycle.exceptions import BundleError
     from mlcycle.monitor.live import ModelFacts
     from mlcycle.monitor.quality import offline_quality
@@ -236,6 +304,8 @@ async def _answer(
         response = await handler(request, state, rid)
     except RequestError as exc:
         response = _json(exc.to_dict(), exc.status)
+        if exc.status == 401:
+            response.headers["www-authenticate"] = 'Bearer realm="mlcycle-admin"'
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
         response = _json(
@@ -326,8 +396,9 @@ async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
             if exc.status != 404 or state.monitor is None:
                 raise
         # Some predictions may still be on their way to the store: wait for this worker's
-        # monitor to write what it has, then give other workers' monitors a moment too.
-        state.monitor.flush(_FEEDBACK_FLUSH_SECONDS)
+        # monitors to write what they have, then give other workers' monitors a moment too.
+        for monitor in state.monitors():
+            monitor.flush(_FEEDBACK_FLUSH_SECONDS)
         for attempt in range(_FEEDBACK_RETRIES):
             try:
                 return record_feedback(
@@ -345,7 +416,8 @@ async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
         doc = {**error_body(str(exc), _FEEDBACK_CODES.get(exc.status, "invalid"), None)}
         doc["problems"] = exc.problems
         return _json(doc, exc.status)
-    await run_in_threadpool(state.monitor.ask, "feedback", timeout=2.0)
+    for monitor in state.monitors():
+        await run_in_threadpool(monitor.ask, "feedback", timeout=2.0)
     return _json(result.to_dict())
 
 

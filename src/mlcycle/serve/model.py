@@ -16,7 +16,7 @@ from mlcycle.serve.errors import RequestError
 from mlcycle.serve.settings import ServeSettings
 from mlcycle.serve.validation import Validator
 
-__all__ = ["ServedModel"]
+__all__ = ["ServedModel", "warmup_inputs"]
 
 
 @dataclass
@@ -62,7 +62,7 @@ class ServedModel:
             graph_optimization=ort.graph_optimization,
         )
         validator = Validator(bundle.signature, settings.validation)
-        bundle.predict(_warmup_inputs(validator))
+        bundle.predict(warmup_inputs(validator))
         version = settings.model_version or _manifest_digest(bundle.path)
         name = settings.model_name or bundle.model_name
         return cls(bundle, name, version, validator, time.perf_counter() - start)
@@ -101,7 +101,8 @@ def _manifest_digest(path: Path) -> str:
     return hashlib.sha256((path / MANIFEST_FILE).read_bytes()).hexdigest()[:12]
 
 
-def _warmup_inputs(validator: Validator) -> dict[str, np.ndarray[Any, Any]]:
+def warmup_inputs(validator: Validator) -> dict[str, np.ndarray[Any, Any]]:
+    """One valid row of model inputs: zeros, and each categorical's first category."""
     out: dict[str, np.ndarray[Any, Any]] = {}
     for block in validator.blocks:
         width = len(block.features)

@@ -33,7 +33,9 @@ from mlcycle.serve.errors import (
 from mlcycle.serve.protocols import decode_invocations, decode_predict, prediction_rows
 
 if TYPE_CHECKING:
+    from mlcycle.rollout.router import Routing
     from mlcycle.serve.app import ServerState
+    from mlcycle.serve.arms import Arm
 
 __all__ = ["PredictionRoutes", "RequestIds", "pipeline_latency"]
 
@@ -79,6 +81,9 @@ class Call:
     outcome: tuple[dict[str, Any], Any] | None = None
     #: Seconds since the pipeline started (``X-Pipeline-Start``), for pipeline stages.
     pipeline_latency: float | None = None
+    #: The arm that answered, and the challenger to mirror the request to (shadow).
+    arm: Arm | None = None
+    mirror: Arm | None = None
 
 
 def pipeline_latency(header: str | None) -> float | None:
@@ -193,11 +198,13 @@ class PredictionRoutes:
             error = "internal error"
         finally:
             state.request_finished()
+        arm = call.arm or state.routing.champion
         out = [
             (b"content-type", extra.pop("content-type", "application/json").encode()),
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", rid.encode("latin-1")),
-            (b"x-model-version", state.version_header),
+            (b"x-model-version", arm.version_header),
+            (b"x-model-arm", arm.name.encode()),
             *((k.lower().encode(), v.encode()) for k, v in extra.items()),
         ]
         if status != 499:
@@ -205,18 +212,37 @@ class PredictionRoutes:
             await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - start
         state.metrics.observe(route, "POST", status, elapsed)
-        monitor = state.monitor
+        monitor = arm.monitor
         if monitor is not None and status != 499:
             pipeline = headers.get("x-pipeline-id")
             since_start = call.pipeline_latency
             if call.outcome is not None and status == 200:
                 monitor.record(
-                    rid, *call.outcome, elapsed, pipeline_id=pipeline, pipeline_latency=since_start
+                    rid,
+                    *call.outcome,
+                    elapsed,
+                    arm=arm.name,
+                    pipeline_id=pipeline,
+                    pipeline_latency=since_start,
                 )
             else:
                 monitor.record_error(
-                    rid, status, error, elapsed, pipeline_id=pipeline, pipeline_latency=since_start
+                    rid,
+                    status,
+                    error,
+                    elapsed,
+                    arm=arm.name,
+                    pipeline_id=pipeline,
+                    pipeline_latency=since_start,
                 )
+        if call.mirror is not None and call.outcome is not None and status == 200:
+            state.shadow.mirror(
+                call.mirror,
+                rid,
+                call.outcome[0],
+                pipeline_id=headers.get("x-pipeline-id"),
+                pipeline_latency=call.pipeline_latency,
+            )
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.state.settings.validation.max_body_bytes
@@ -242,35 +268,63 @@ class PredictionRoutes:
     # -- handlers -------------------------------------------------------------------------
 
     async def _predict(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
-        model = self.state.model
+        routing = self.state.routing
+        model = routing.champion.model
         batch = decode_predict(call.body, call.headers.get("content-type"), model.validator)
-        labels, proba = await self.state.predict(batch)
+        arm = _choose(call, rid, routing, batch.inputs)
+        labels, proba = await self.state.predict(arm, batch)
         call.outcome = (batch.inputs, proba)
         doc = {
             "request_id": rid,
-            "model": self.state.model_doc,
+            "model": arm.model_doc,
             "predictions": prediction_rows(labels, proba, model.classes),
         }
         return orjson.dumps(doc), {}
 
     async def _invocations(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
-        model = self.state.model
+        routing = self.state.routing
+        model = routing.champion.model
         batch = decode_invocations(call.body, call.headers.get("content-type"), model.validator)
-        labels, proba = await self.state.predict(batch)
+        arm = _choose(call, rid, routing, batch.inputs)
+        labels, proba = await self.state.predict(arm, batch)
         call.outcome = (batch.inputs, proba)
         return orjson.dumps({"predictions": prediction_rows(labels, proba, model.classes)}), {}
 
     async def _infer(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
-        model = self.state.model
-        self.state.check_model(call.params.get("name"), call.params.get("version"))
+        routing = self.state.routing
+        model = routing.champion.model
+        name, version = call.params.get("name"), call.params.get("version")
+        challenger = routing.challenger
+        by_version = (
+            challenger is not None and version is not None and version == challenger.model.version
+            and name == challenger.model.name and version != model.version
+        )  # fmt: skip
+        if not by_version:
+            self.state.check_model(name, version)
         req = oip.decode_infer(
             call.body,
             call.headers.get("content-type"),
             call.headers.get(oip.HEADER_LENGTH.lower()),
             model.validator,
         )
-        labels, proba = await self.state.predict(req.batch)
+        if by_version and challenger is not None:  # the path names the challenger's version
+            call.arm = arm = challenger
+        else:
+            arm = _choose(call, rid, routing, req.batch.inputs)
+        labels, proba = await self.state.predict(arm, req.batch)
         call.outcome = (req.batch.inputs, proba)
         if req.id is None:
             req.id = rid
-        return oip.encode_infer(req, labels, proba, name=model.name, version=model.version)
+        return oip.encode_infer(req, labels, proba, name=arm.model.name, version=arm.model.version)
+
+
+def _choose(call: Call, rid: str, routing: Routing, inputs: dict[str, Any]) -> Arm:
+    """The arm that answers ``call`` (kept on it, with the arm to mirror to, if any)."""
+    if len(routing.arms) == 1 and "x-model-arm" not in call.headers:
+        arm: Arm = routing.champion
+    else:
+        name, mirror = routing.choose(call.headers, rid, inputs)
+        arm = routing.arms[name]
+        call.mirror = routing.challenger if mirror else None
+    call.arm = arm
+    return arm

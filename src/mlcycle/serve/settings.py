@@ -22,6 +22,12 @@ from mlcycle.monitor.settings import (
     WindowSettings,
     check_monitor_settings,
 )
+from mlcycle.rollout.settings import (
+    AnalysisSettings,
+    BakeSettings,
+    RolloutSettings,
+    check_rollout_settings,
+)
 
 __all__ = [
     "ENV_VAR",
@@ -89,6 +95,15 @@ class OrtSettings:
 
 
 @dataclass
+class AdminSettings:
+    """The admin API (rollouts, reload): who may use it."""
+
+    # A file holding the bearer token; the MLCYCLE_ADMIN_TOKEN environment variable wins.
+    # Neither set: the admin API is disabled.
+    token_file: str = ""
+
+
+@dataclass
 class ServeSettings:
     """Everything the prediction server needs besides the bundle.
 
@@ -119,6 +134,9 @@ class ServeSettings:
     ort: OrtSettings = field(default_factory=OrtSettings)
     # What the server watches and where it logs predictions (mlcycle.monitor.settings).
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    # How rollouts route, bake and analyse (mlcycle.rollout.settings).
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -166,6 +184,10 @@ _NESTED: dict[tuple[type[Any], str], type[Any]] = {
     (ServeSettings, "monitor"): MonitorSettings,
     (MonitorSettings, "window"): WindowSettings,
     (MonitorSettings, "drift"): DriftSettings,
+    (ServeSettings, "rollout"): RolloutSettings,
+    (RolloutSettings, "bake"): BakeSettings,
+    (RolloutSettings, "analysis"): AnalysisSettings,
+    (ServeSettings, "admin"): AdminSettings,
 }
 
 
@@ -205,6 +227,12 @@ def _coerce_container(value: Any, kind_name: str, where: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, not {value!r}")
         return dict(value)
+    if kind_name == "list[float]":
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{where} must be a list of numbers, not {value!r}")
+        return [float(v) for v in value]
     if not isinstance(value, list | tuple):
         raise ConfigError(f"{where} must be a list of mappings (or null), not {value!r}")
     for i, item in enumerate(value):
@@ -215,6 +243,7 @@ def _coerce_container(value: Any, kind_name: str, where: str) -> Any:
 
 def _check(s: ServeSettings) -> None:
     problems: list[str] = check_monitor_settings(s.monitor, "serve.monitor")
+    problems += check_rollout_settings(s.rollout, "serve.rollout")
     if not 0 <= s.port <= 65535:
         problems.append(f"serve.port must be 0-65535, not {s.port}")
     if s.workers < 1:

@@ -1,0 +1,1 @@
+"""Safe rollouts: shadow, blue/green and canary, with automated analysis and rollback."""
