@@ -98,7 +98,17 @@ LOADS = (
 CONFIGS = ("mlcycle-1", "mlcycle-2", "reference-1", "reference-2")
 # Optional: the reference without uvicorn's access log (``--no-access-log``), and mlcycle
 # with its monitor turned off (``--no-monitor``), to measure what monitoring costs.
-EXTRA_CONFIGS = ("reference_quiet-1", "reference_quiet-2", "mlcycle_nomon-1", "mlcycle_nomon-2")
+EXTRA_CONFIGS = (
+    "reference_quiet-1",
+    "reference_quiet-2",
+    "mlcycle_nomon-1",
+    "mlcycle_nomon-2",
+    "mlcycle_canary-1",
+    "mlcycle_canary-2",
+)
+#: The canary configurations run a rollout at 50/50 (a copy of the bundle as challenger).
+CANARY_TOKEN = "bench-admin-token"
+TARGET_CANARY_SHARE = 0.9
 TARGET_MONITOR_SHARE = 0.95
 TARGET_SPEEDUP = 1.5
 TARGET_P99_MS = 20.0
@@ -269,10 +279,13 @@ def server_command(config: str, bundle: Path, port: int) -> tuple[list[str], dic
         if k not in ("PROMETHEUS_MULTIPROC_DIR", "MLCYCLE_SERVE_SETTINGS")
     }
     extra = ["--workers", workers] if workers != "1" else []
-    if kind in ("mlcycle", "mlcycle_nomon"):
+    if kind in ("mlcycle", "mlcycle_nomon", "mlcycle_canary"):
         cmd = [sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle)]
         if kind == "mlcycle_nomon":
             cmd.append("--no-monitor")
+        if kind == "mlcycle_canary":
+            env["MLCYCLE_ADMIN_TOKEN"] = CANARY_TOKEN
+            cmd += ["--monitor-store", str(bundle.parent / f"canary-{port}.db")]
         return [*cmd, "--port", str(port), *extra], env
     env["MLCYCLE_BENCH_BUNDLE"] = str(bundle)
     cmd = [sys.executable, "-m", "uvicorn", "bench.reference_server:app", "--app-dir", str(ROOT)]
@@ -307,7 +320,30 @@ def start_server(config: str, bundle: Path, work: Path) -> Server:
     proc = start(cmd, env, work, log)
     ready_s = wait_ready(f"http://{HOST}:{port}/v2/health/ready", proc, log) - t0
     print(f"  {config:<12} ready in {ready_s:.2f} s: {' '.join(cmd)}", flush=True)
+    if config.startswith("mlcycle_canary"):
+        start_canary(port, bundle, work)
     return Server(config, proc, port, log, ready_s)
+
+
+def start_canary(port: int, bundle: Path, work: Path) -> None:
+    """Start a canary held at 50 % (no analysis) with a copy of ``bundle`` as challenger."""
+    import shutil
+
+    challenger = work / f"challenger-{port}"
+    shutil.copytree(bundle, challenger)
+    doc = {
+        "mode": "canary",
+        "challenger": str(challenger),
+        "settings": {"steps": [50, 100], "auto": False},
+    }
+    req = urllib.request.Request(
+        f"http://{HOST}:{port}/admin/rollout",
+        orjson.dumps(doc),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {CANARY_TOKEN}"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        rollout = orjson.loads(resp.read())["rollout"]
+    print(f"    canary at {rollout['weight']:.0f}% to {challenger}", flush=True)
 
 
 def measure_servers(
@@ -647,6 +683,17 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
                     x,
                     f"<= {2 - TARGET_MONITOR_SHARE:.2f}",
                     x <= 2 - TARGET_MONITOR_SHARE,
+                )
+    for w in ("1", "2"):
+        ours, canary = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_canary-{w}")
+        if ours and canary:
+            for load in ("c1", "c32", "b512_c1"):
+                share = canary[load]["rps"] / ours[load]["rps"]
+                add(
+                    f"req/s {load} canary 50/50 / one arm, mlcycle {w} worker(s)",
+                    share,
+                    f">= {TARGET_CANARY_SHARE:.0%}",
+                    share >= TARGET_CANARY_SHARE,
                 )
     for w in ("1", "2"):
         ours = results.get(f"mlcycle-{w}")

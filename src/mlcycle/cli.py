@@ -6,8 +6,8 @@ Two kinds of commands:
   ``export``) are Hydra applications: everything after the command name is Hydra's
   command line (overrides, ``--multirun``, ``--cfg job``, ``--help``, ``-sc``).
 * **Plain commands** (``init``, ``data``, ``models``, ``promote``, ``rollback``,
-  ``serve``, ``predict``, ``drift``, ``demo``, ``completion``) take flags, plus optional
-  ``key=value`` overrides for the config they read (e.g. ``tracking.uri=...``).
+  ``serve``, ``rollout``, ``predict``, ``drift``, ``demo``, ``completion``) take flags,
+  plus optional ``key=value`` overrides for the config they read (e.g. ``tracking.uri=...``).
 
 Heavy libraries are imported inside the command that needs them, so ``mlcycle --help``
 and tab completion stay quick.
@@ -44,6 +44,7 @@ PLAIN_COMMANDS: dict[str, str] = {
     "promote": "move the 'champion' alias to a model version",
     "rollback": "move 'champion' back to the previous champion",
     "serve": "serve a model over HTTP (OIP v2, MLflow /invocations, /predict, /metrics)",
+    "rollout": "roll a challenger out on a running server: shadow, blue/green or canary",
     "predict": "score a CSV or Parquet file in streaming chunks (or on Ray) with a model",
     "drift": "data drift between a reference and a current file (CSV or Parquet)",
     "monitor": "list and acknowledge alarms, write monitoring reports (HTML + JSON)",
@@ -233,6 +234,15 @@ def _cmd_serve(rest: list[str]) -> None:
     serve(ns.model, flags, ns.overrides, monitor)
 
 
+def _cmd_rollout(rest: list[str]) -> None:
+    p = _parser("rollout", PLAIN_COMMANDS["rollout"])
+    from mlcycle.rollout import commands
+
+    commands.add_arguments(p)
+    ns = p.parse_args(rest)
+    commands.run(ns)
+
+
 MONITOR_ACTIONS = {
     "alarms": "list alarms (unacknowledged by default)",
     "ack": "acknowledge alarms by id",
@@ -376,6 +386,7 @@ _PLAIN: dict[str, Callable[[list[str]], None]] = {
     "promote": _cmd_promote,
     "rollback": _cmd_rollback,
     "serve": _cmd_serve,
+    "rollout": _cmd_rollout,
     "predict": _cmd_predict,
     "drift": _cmd_drift,
     "monitor": _cmd_monitor,

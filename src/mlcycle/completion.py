@@ -65,6 +65,11 @@ def candidates(line: str) -> list[str]:
     if command == "data" and (len(args) == 1 or (len(args) == 2 and not new_word)):
         prefix = "" if len(args) == 1 else args[1]
         return sorted(a for a in DATA_ACTIONS if a.startswith(prefix))
+    if command == "rollout" and (len(args) == 1 or (len(args) == 2 and not new_word)):
+        from mlcycle.rollout.commands import ACTIONS as ROLLOUT_ACTIONS
+
+        prefix = "" if len(args) == 1 else args[1]
+        return sorted(a for a in ROLLOUT_ACTIONS if a.startswith(prefix))
     if command == "completion":
         return ["bash"]
     if command in HYDRA_COMMANDS:

@@ -169,8 +169,8 @@ def test_a_canary_is_started_followed_paused_resumed_and_rolled_back(
     ]
     table = run_ok(capsys, url, "history", "--rollout", str(rid))
     for text in ("rollback", "resume", "pause", "start", "not convinced", "reading logs",
-                 "first try", "10% -> 0%", "running -> paused", "paused -> running",
-                 "running -> rolled_back", USER):  # fmt: skip
+                 "first try", "10% -> 0%", "canary/paused", "canary/running",
+                 "canary/rolled_back", USER):  # fmt: skip
         assert text in table, text
     lines = [line for line in table.splitlines() if "not convinced" in line]
     assert len(lines) == 1 and lines[0].index("rollback") < lines[0].index("not convinced")

@@ -564,25 +564,32 @@ def _change(before: Any, after: Any, fmt: Callable[[Any], str] = str) -> str:
 def render_history(events: Sequence[dict[str, Any]]) -> Table:
     """``GET /admin/rollout/history`` events as a table, in the order given.
 
+    Each row: the time (ISO 8601, local), the rollout, the action, the challenger's
+    weight before and after, the phase and state after, who acted and why.
+
     Parameters
     ----------
     events
         ``RolloutEvent.to_dict()`` values (newest first, as the server sends them).
     """
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="rollout history (newest first)")
-    for column in ("time", "rollout", "action", "weight", "phase", "state", "who", "reason"):
-        table.add_column(column, no_wrap=column in ("time", "action"))
+    table = Table(title="rollout history (newest first)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("time", "id", "action", "weight"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("phase/state", overflow="fold")
+    table.add_column("who", overflow="fold")
+    table.add_column("reason", ratio=1, overflow="fold")
     for e in events:
+        state = str(e.get("to_state", "?"))
         table.add_row(
             _time(e.get("time"), offset=False),
             str(e.get("rollout_id", "?")),
             Text(str(e.get("action", "?")), style="bold"),
             _change(e.get("from_weight"), e.get("to_weight"), _pct),
-            _change(e.get("from_phase"), e.get("to_phase")),
-            _change(e.get("from_state"), e.get("to_state")),
+            Text(f"{e.get('to_phase', '?')}/{state}", style=_STATE_STYLE.get(state, "")),
             Text(str(e.get("who", ""))),
             Text(str(e.get("reason", ""))),
         )
