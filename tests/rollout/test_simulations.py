@@ -338,3 +338,21 @@ def test_two_servers_on_postgresql_agree_on_weights_and_steps(
     same.send(100)
     assert [arm for _, _, arm in same.answers] == [arm for _, _, arm in tb.answers]
     assert ta.failed == tb.failed == 0
+
+
+def test_bluegreen_switches_at_once_and_rolls_back_a_bad_challenger_instantly(
+    serve: Callable[..., RunningServer], bundles: dict[str, Path]
+) -> None:
+    server = serve()
+    traffic = Traffic(server, "bluegreen")
+    traffic.send(100)  # the champion's baseline, from before the switch
+    r = start(server, "bluegreen", bundles["faulty"])
+    assert (r["phase"], r["weight"]) == ("bluegreen", 100.0)
+    status = admin(server, "rollout", method="GET")
+    assert set(status["arms"]) == {"champion", "challenger"}  # the champion stays loaded
+    r, requests, seconds = traffic.until(finished)
+    _report("bluegreen error rate", r, requests, seconds)
+    assert r["state"] == "rolled_back" and traffic.failed == 0
+    assert all(arm == "challenger" for _, _, arm in traffic.answers[100 : 100 + requests // 2])
+    traffic.send(20)
+    assert all(arm == "champion" for _, _, arm in traffic.answers[-20:])
