@@ -1,13 +1,16 @@
 """``mlcycle demo``: the whole lifecycle core on the bundled example, in a fresh project.
 
-init → add data (DVC) → push to the DVC remote → sanity check → a two-model sweep
-(train, evaluate, export with parity, register) → promote the best → serve the champion
-and call it over HTTP → score the data file in batch → summary. Each
-step runs the real ``mlcycle`` command in a subprocess, exactly as a user would.
+init -> add data (DVC) -> push to the DVC remote -> sanity check -> a two-model sweep
+(train, evaluate, export with parity, register) -> promote the best -> serve the champion
+and call it over HTTP -> roll the other model out as a canary on that server (the server's
+analysis promotes or rolls it back; the registry's aliases follow) -> score the data file
+in batch -> monitoring report and alarms -> summary. Each step runs the real ``mlcycle``
+command in a subprocess, exactly as a user would.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -15,12 +18,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from mlcycle.demo_serving import call_the_champion
+from mlcycle.demo_serving import (
+    CANARY_STEPS,
+    RolloutOutcome,
+    call_the_champion,
+    canary_rollout,
+    serving,
+)
 from mlcycle.summary import fmt
+
+if TYPE_CHECKING:
+    from mlcycle.tracking import TrackingContext
 
 __all__ = ["mlcycle_command", "run_demo"]
 
@@ -56,7 +70,7 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
     if root.exists() and any(root.iterdir()):
         root = root / "project"
     console.print(f"[bold]mlcycle demo[/bold] in {root}")
-    total = 10
+    total = 11
     root.parent.mkdir(parents=True, exist_ok=True)
     _step(
         console,
@@ -94,10 +108,18 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
     _step(console, 6, total, "list the registry", ["models"], root)
     data, label = _data_file(root)
     console.rule(f"[bold]7/{total}[/bold] serve the champion over HTTP and call it")
-    call_the_champion(console, mlcycle_command(), root, data, label)
+    with serving(console, mlcycle_command(), root) as server:
+        call_the_champion(console, server, data, label)
+        steps = CANARY_STEPS.replace(",", ", ")
+        console.rule(f"[bold]8/{total}[/bold] canary: roll @challenger out on it ({steps} %)")
+        rollout_start = time.perf_counter()
+        _ensure_challenger(console, root)
+        outcome = canary_rollout(console, mlcycle_command(), root, server, data, label)
+    _follow_registry(console, root, outcome)
+    console.print(f"[green]done[/green] in {time.perf_counter() - rollout_start:.1f}s")
     _step(
         console,
-        8,
+        9,
         total,
         "score the whole data file in batch with the champion",
         ["predict", str(data), "--output", "predictions.csv", "--overwrite", "--no-progress"],
@@ -105,14 +127,14 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
     )
     _step(
         console,
-        9,
+        10,
         total,
         "monitoring report of the served traffic (drift against the data, timelines, alarms)",
         ["monitor", "report", "--since", "1h", "--reference", str(data),
          "--output", "monitor-report.html"],
         root,
     )  # fmt: skip
-    _step(console, 10, total, "list the monitor's alarms", ["monitor", "alarms", "--all"], root)
+    _step(console, 11, total, "list the monitor's alarms", ["monitor", "alarms", "--all"], root)
     _summary(console, root, time.perf_counter() - start)
     return root
 
@@ -127,19 +149,94 @@ def _data_file(root: Path) -> tuple[Path, str]:
     return project.path(cfg.data.path), cfg.data.label
 
 
-def _versions(root: Path) -> tuple[str, list[dict[str, object]]]:
-    """Registered versions with their bundle's evaluation (read in-process)."""
-    import json
-
-    from mlcycle import registry
+@functools.lru_cache(maxsize=4)
+def _registry(root: Path) -> tuple[TrackingContext, str]:
+    """The project's registry (read in-process) and its registered model's name."""
     from mlcycle.config.hydra_app import compose, to_config
     from mlcycle.config.project import Project
     from mlcycle.tracking import configure_tracking
 
     project = Project(root)
     cfg = to_config(compose([], project=project))
-    ctx = configure_tracking(cfg.tracking, project)
-    name = cfg.tracking.registered_model
+    return configure_tracking(cfg.tracking, project), cfg.tracking.registered_model
+
+
+def _ensure_challenger(console: Console, root: Path) -> str:
+    """The version ``@challenger`` names; set on the newest non-champion version if unset.
+
+    A new version is registered as ``challenger``; promoting it removes the alias, so
+    when the sweep's best was registered last no version is the challenger any more.
+    """
+    from mlcycle import registry
+
+    ctx, name = _registry(root)
+    current = registry.lookup_version(ctx, f"@{registry.CHALLENGER}", default_name=name)
+    if current is not None:
+        console.print(f"registry: @{registry.CHALLENGER} is version {current} of {name!r}")
+        return current
+    others = [v for v in registry.list_versions(ctx, name) if registry.CHAMPION not in v.aliases]
+    if not others:
+        raise SystemExit(f"no version of {name!r} but the champion to roll out as a canary")
+    version = others[0].version  # newest first
+    ctx.client.set_registered_model_alias(name, registry.CHALLENGER, version)
+    console.print(
+        f"registry: no @{registry.CHALLENGER} (the last registered version became the "
+        f"champion); set @{registry.CHALLENGER} on version {version}, the sweep's other model"
+    )
+    return version
+
+
+def _follow_registry(
+    console: Console, root: Path, outcome: RolloutOutcome, timeout: float = 30.0
+) -> None:
+    """Wait until the registry shows the rollout's outcome, and say what it shows.
+
+    The server moves the aliases in a process of its own (``mlcycle.rollout.registry_sync``):
+    promoted, ``champion`` moves to the challenger's version; rolled back, ``challenger``
+    leaves it.
+    """
+    from mlcycle import registry
+
+    ctx, name = _registry(root)
+    promoted = outcome.state == "promoted"
+    alias = registry.CHAMPION if promoted else registry.CHALLENGER
+    start = time.monotonic()
+    while True:
+        at = registry.lookup_version(ctx, f"@{alias}", default_name=name)
+        moved = at == outcome.challenger_version if promoted else at != outcome.challenger_version
+        if moved or time.monotonic() - start > timeout:
+            break
+        time.sleep(0.25)
+    waited = time.monotonic() - start
+    if not moved:
+        console.print(
+            f"[yellow]registry: @{alias} still names version {at} after {waited:.0f}s; the "
+            "server's registry update did not happen (see its log)[/yellow]"
+        )
+        return
+    champion = registry.lookup_version(ctx, f"@{registry.CHAMPION}", default_name=name)
+    if promoted:
+        event = registry.history(ctx, name)[-1]
+        console.print(
+            f"registry: @{registry.CHAMPION} moved to version {champion}, recorded in its "
+            f"history by {escape(event.user)}: {escape(event.reason)}"
+        )
+    else:
+        console.print(
+            f"registry: @{registry.CHAMPION} stays version {champion}; version "
+            f"{outcome.challenger_version} is no longer @{registry.CHALLENGER}"
+        )
+
+
+def _versions(root: Path) -> tuple[str, list[dict[str, object]]]:
+    """Registered versions with their bundle's evaluation (read in-process)."""
+    import json
+
+    from mlcycle import registry
+    from mlcycle.config.project import Project
+
+    project = Project(root)
+    ctx, name = _registry(root)
     rows: list[dict[str, object]] = []
     for v in registry.list_versions(ctx, name):
         bundle = project.bundles_dir / name / str(v.run_id)

@@ -135,6 +135,9 @@ def _download(ctx: TrackingContext, source: str, target: Path, *, reuse: bool) -
             return target
         raise RegistryError(f"{target} is not empty; choose an empty or new folder")
     artifacts = require("mlflow.artifacts", "train")
+    # MLflow draws a progress bar per download; a bundle is a few small files, and the bar
+    # would clutter `mlcycle serve` and `mlcycle rollout start` (set the variable to see it).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
     try:
