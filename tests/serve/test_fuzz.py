@@ -153,9 +153,12 @@ def _pinned(path: str, server: RunningServer) -> dict[str, str]:
 
 
 def test_fuzzed_operations_are_every_documented_operation(api_schema: Any) -> None:
+    # The admin routes (bearer token; 403 on this server, which has none) are fuzzed in
+    # tests/serve/test_openapi_rollout.py against a server with a token.
     documented = {
         (method.upper(), path)
         for path, item in api_schema.raw_schema["paths"].items()
+        if not path.startswith("/admin/")
         for method in item
     }
     assert documented == set(OPERATIONS)

@@ -34,6 +34,7 @@ This module imports only the standard library and SQLAlchemy: the server imports
 from __future__ import annotations
 
 import csv
+import io
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,6 +53,7 @@ __all__ = [
     "FeedbackItem",
     "FeedbackResult",
     "import_feedback_csv",
+    "import_feedback_text",
     "label_text",
     "labelled_predictions",
     "logged_classes",
@@ -556,16 +558,89 @@ def import_feedback_csv(
     """
     path = Path(path)
     header, rows = _read_csv(path)
+    return _import_rows(
+        engine, header, rows, what=f"feedback file {path}", source=f"import:{path.name}",
+        classes=classes, overwrite=overwrite, skip_invalid=skip_invalid, now=now,
+        hint=f"{OVERWRITE_HINT} (--overwrite)",
+    )  # fmt: skip
+
+
+def import_feedback_text(
+    engine: sa.Engine,
+    text: str,
+    *,
+    classes: Sequence[str],
+    overwrite: bool = False,
+    skip_invalid: bool = False,
+    now: float | None = None,
+    source: str = "import:api",
+    what: str = "the feedback CSV",
+) -> FeedbackResult:
+    """Store the labels of CSV text, as :func:`import_feedback_csv` does for a file.
+
+    ``POST /admin/feedback`` uses it: the same columns, checks, line numbers and result.
+
+    Parameters
+    ----------
+    engine
+        The monitoring store.
+    text
+        CSV with a header row: ``request_id``, ``label`` and optionally ``row``.
+    classes, overwrite, skip_invalid, now
+        As for :func:`import_feedback_csv`.
+    source
+        Recorded with each label.
+    what
+        How error messages name the text.
+
+    Returns
+    -------
+    FeedbackResult
+        What was stored, replaced, unchanged and rejected.
+
+    Raises
+    ------
+    DataError
+        The text is not CSV, is empty, or lacks a required column.
+    FeedbackError
+        Without ``skip_invalid``: a row is invalid; nothing was stored.
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as exc:
+        raise DataError(f"cannot read {what} as CSV: {exc}") from None
+    return _import_rows(
+        engine, header, rows, what=what, source=source, classes=classes,
+        overwrite=overwrite, skip_invalid=skip_invalid, now=now, hint=OVERWRITE_HINT,
+    )  # fmt: skip
+
+
+def _import_rows(
+    engine: sa.Engine,
+    header: list[str],
+    rows: list[dict[str, str]],
+    *,
+    what: str,
+    source: str,
+    classes: Sequence[str],
+    overwrite: bool,
+    skip_invalid: bool,
+    now: float | None,
+    hint: str,
+) -> FeedbackResult:
+    """Check and store the rows of a CSV (``what`` names it in messages)."""
     if not header:
-        raise DataError(f"feedback file {path} is empty; it needs a header: request_id,label,row")
+        raise DataError(f"{what} is empty; it needs a header: request_id,label,row")
     missing = [c for c in ("request_id", "label") if c not in header]
     if missing:
         raise DataError(
-            f"feedback file {path} lacks the column(s) {', '.join(missing)} (it has "
+            f"{what} lacks the column(s) {', '.join(missing)} (it has "
             f"{', '.join(header)}); it needs request_id and label, and optionally row"
         )
     if not rows:
-        raise DataError(f"feedback file {path} has a header but no rows")
+        raise DataError(f"{what} has a header but no rows")
     entries: list[tuple[int, FeedbackItem]] = []
     rejected: list[dict[str, Any]] = []
     for i, raw in enumerate(rows):
@@ -581,8 +656,8 @@ def import_feedback_csv(
     try:
         result = _record(
             engine, entries, classes=classes, overwrite=overwrite,
-            source=f"import:{path.name}", now=now, skip_invalid=skip_invalid,
-            rejected=rejected, total=len(rows), hint=f"{OVERWRITE_HINT} (--overwrite)",
+            source=source, now=now, skip_invalid=skip_invalid,
+            rejected=rejected, total=len(rows), hint=hint,
             where_of=lambda i: f"line {i + 2}",
         )  # fmt: skip
     except FeedbackError as exc:

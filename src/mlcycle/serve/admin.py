@@ -11,6 +11,10 @@
 ``GET /admin/rollout/history``                  transitions, newest first (``?limit=``,
                                                 ``?rollout=ID``)
 ``POST /admin/reload``                          load the champion's bundle folder again
+``POST /admin/feedback``                        import true labels from a CSV body
+                                                (``text/csv``: ``request_id``, ``label``,
+                                                ``row``), as ``mlcycle feedback import``;
+                                                ``?overwrite=true``, ``?skip_invalid=true``
 ==============================================  ==========================================
 
 The token comes from ``MLCYCLE_ADMIN_TOKEN`` or the file ``serve.admin.token_file``;
@@ -25,6 +29,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,19 +41,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlcycle.exceptions import ConfigError
-from mlcycle.serve.errors import RequestError
+from mlcycle.serve.errors import RequestError, body_too_large, error_body
+from mlcycle.serve.protocols import media_type
 
 if TYPE_CHECKING:
     from mlcycle.serve.app import ServerState
     from mlcycle.serve.settings import ServeSettings
 
-__all__ = ["TOKEN_ENV", "admin_routes", "admin_token"]
+__all__ = ["MAX_ROLLOUT_ID", "TOKEN_ENV", "admin_routes", "admin_token"]
 
 log = logging.getLogger("mlcycle.serve.admin")
 
 #: The environment variable holding the admin token.
 TOKEN_ENV = "MLCYCLE_ADMIN_TOKEN"
 _MAX_BODY = 64 * 1024
+#: The largest rollout id (a 64-bit integer column).
+MAX_ROLLOUT_ID = 2**63 - 1
 
 Handler = Callable[[Request, "ServerState", str], Awaitable[Response]]
 RouteFactory = Callable[[str, Handler, str], Route]
@@ -88,6 +96,7 @@ def admin_routes(route: RouteFactory) -> list[Route]:
         route("/admin/rollout/history", _guard(_rollout_history), "GET"),
         route("/admin/rollout/{action}", _guard(_rollout_action), "POST"),
         route("/admin/reload", _guard(_reload), "POST"),
+        route("/admin/feedback", _guard(_feedback_import), "POST"),
     ]
 
 
@@ -237,6 +246,10 @@ async def _rollout_history(request: Request, state: ServerState, rid: str) -> Re
         raise RequestError(
             400, "invalid_query", "limit and rollout must be whole numbers", "query"
         ) from None
+    if rollout_id is not None and not 1 <= rollout_id <= MAX_ROLLOUT_ID:
+        raise RequestError(
+            400, "invalid_query", f"rollout must be an id from 1 to {MAX_ROLLOUT_ID}", "query"
+        )
     events = await run_in_threadpool(
         lambda: controller.history(limit=max(1, min(limit, 10_000)), rollout_id=rollout_id)
     )
@@ -248,3 +261,110 @@ async def _reload(request: Request, state: ServerState, rid: str) -> Response:
     doc = await run_in_threadpool(lambda: state.reload(who))
     log.warning("admin: %s reloaded the champion (version %s)", who, doc["version"])
     return _reply(doc)
+
+
+# -- feedback import --------------------------------------------------------------------
+
+#: Content types ``POST /admin/feedback`` takes.
+_CSV_TYPES = ("text/csv", "application/csv")
+# How long an import waits for this worker's monitors to write the predictions they hold;
+# then, on an unknown prediction, it tries this many times a store write interval apart.
+_FLUSH_SECONDS = 15.0
+_RETRIES = 3
+
+
+def _flag(request: Request, name: str) -> bool:
+    value = request.query_params.get(name, "false").strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no", ""):
+        return False
+    raise RequestError(
+        400, "invalid_query", f"{name} must be true or false, not {value[:40]!r}", "query"
+    )
+
+
+async def _csv_body(request: Request, limit: int) -> str:
+    """The request's CSV text (415 for another content type, 413 over ``limit`` bytes)."""
+    kind = media_type(request.headers.get("content-type"))
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    compressed = encoding not in ("", "identity")
+    if kind not in _CSV_TYPES or compressed:
+        got = f"{encoding}-encoded {kind or 'data'}" if compressed else kind or "none"
+        raise RequestError(
+            415,
+            "unsupported_media_type",
+            f"/admin/feedback takes an uncompressed CSV body (Content-Type text/csv), not {got}",
+            "Content-Type",
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise body_too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise body_too_large(size, limit)
+        chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            400, "invalid_csv", f"the body is not UTF-8 text: {exc}", "body"
+        ) from None
+
+
+async def _feedback_import(request: Request, state: ServerState, rid: str) -> Response:
+    """``POST /admin/feedback``: a CSV of true labels, stored as ``mlcycle feedback import``."""
+    from mlcycle.exceptions import DataError
+    from mlcycle.monitor.feedback import FeedbackError, import_feedback_text
+    from mlcycle.serve.app import _FEEDBACK_CODES
+
+    if state.monitor is None:
+        raise RequestError(
+            503,
+            "monitoring_off",
+            "this server does not log predictions (started with --no-monitor), so it cannot "
+            "join feedback to them; use `mlcycle feedback import` against the store instead",
+            "path",
+        )
+    overwrite, skip_invalid = _flag(request, "overwrite"), _flag(request, "skip_invalid")
+    text = await _csv_body(request, state.settings.validation.max_body_bytes)
+    engine, classes, who = state.store_engine(), state.model.classes, _who(request)
+
+    def store() -> Any:
+        def attempt() -> Any:
+            return import_feedback_text(
+                engine, text, classes=classes, overwrite=overwrite,
+                skip_invalid=skip_invalid, source=f"import:{who}", what="the CSV body",
+            )  # fmt: skip
+
+        # The predictions may still be on their way to the store: let this worker's monitors
+        # write what they hold first (with skip_invalid an unknown one is not an error).
+        for monitor in state.monitors():
+            monitor.flush(_FLUSH_SECONDS)
+        for tries in range(_RETRIES):
+            try:
+                return attempt()
+            except FeedbackError as exc:  # other workers' monitors may still be writing
+                if exc.status != 404 or tries == _RETRIES - 1:
+                    raise
+            time.sleep(state.settings.monitor.flush_interval + 0.1)
+        raise AssertionError("unreachable")
+
+    try:
+        result = await run_in_threadpool(store)
+    except DataError as exc:
+        raise RequestError(400, "invalid_csv", str(exc), "body") from None
+    except FeedbackError as exc:
+        doc = error_body(str(exc), _FEEDBACK_CODES.get(exc.status, "invalid"), None)
+        doc["problems"] = exc.problems
+        return _reply(doc, exc.status)
+    for monitor in state.monitors():
+        await run_in_threadpool(monitor.ask, "feedback", timeout=2.0)
+    log.warning(
+        "admin: %s imported feedback: %d stored, %d replaced, %d unchanged, %d rejected",
+        who, result.stored, result.replaced, result.unchanged, len(result.rejected),
+    )  # fmt: skip
+    return _reply(result.to_dict())

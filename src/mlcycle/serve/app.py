@@ -30,6 +30,7 @@ anything unexpected is logged and answered with 500 without stopping the server.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import gc
@@ -436,13 +437,59 @@ _FEEDBACK_CODES = {
 
 async def _metrics(request: Request, state: ServerState, rid: str) -> Response:
     text = state.metrics.exposition()
-    if state.monitor is not None and not state.metrics.multiprocess:
-        # One worker: the monitor process keeps its own registry; ask it for its part.
-        # (With several, it writes the multiprocess files the exposition merges.)
-        extra = await run_in_threadpool(state.monitor.ask, "metrics", timeout=2.0)
-        if isinstance(extra, bytes):
-            text += extra
+    monitors = state.monitors()
+    if monitors and not state.metrics.multiprocess:
+        # One worker: each arm's monitor process keeps its own registry; ask them for their
+        # part and merge it with ours, one family each. (With several workers, the monitors
+        # write the multiprocess files the exposition merges.)
+        replies = await asyncio.gather(
+            *(run_in_threadpool(m.ask, "metrics", timeout=2.0) for m in monitors)
+        )
+        parts = [r for r in replies if isinstance(r, bytes) and r]
+        if parts:
+            text = _merged_exposition([text, *parts])
     return Response(text, 200, media_type=CONTENT_TYPE_LATEST)
+
+
+def _merged_exposition(texts: list[bytes]) -> bytes:
+    """One Prometheus exposition of several: each family once, its samples from all.
+
+    Families are merged by name (the first text's help and type win); a sample that two
+    texts both have (same name and labels, e.g. the server process's memory, which every
+    arm's monitor reports) is kept once, from the first. Arms' samples differ by their
+    ``model_version`` label.
+    """
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, Any] = {}
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    try:
+        for text in texts:
+            for family in text_string_to_metric_families(text.decode("utf-8")):
+                merged = families.setdefault(family.name, family)
+                fresh = []
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    if key not in seen:
+                        seen.add(key)
+                        fresh.append(sample)
+                if merged is family:
+                    family.samples = fresh
+                else:
+                    merged.samples.extend(fresh)
+    except (ValueError, UnicodeDecodeError):
+        log.exception("/metrics: cannot merge the monitors' metrics; showing one monitor's")
+        return texts[0] + texts[1]
+
+    class _Merged:
+        def collect(self) -> list[Any]:
+            return list(families.values())
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    out: bytes = generate_latest(registry)
+    return out
 
 
 async def _openapi(request: Request, state: ServerState, rid: str) -> Response:

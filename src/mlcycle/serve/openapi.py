@@ -1,7 +1,10 @@
 """The server's OpenAPI 3.1 document, with request schemas built from the bundle's signature.
 
 Clients and schema fuzzers (schemathesis) read it from ``GET /openapi.json``; the feature
-schemas say exactly what :mod:`mlcycle.serve.validation` accepts.
+schemas say exactly what :mod:`mlcycle.serve.validation` accepts. The admin routes
+(:mod:`mlcycle.serve.admin`) are documented with the ``bearerAuth`` security scheme; the
+prediction routes with the ``X-Model-Arm`` request header (force an arm during a rollout)
+and the ``X-Model-Arm`` / ``X-Model-Version`` / ``X-Request-ID`` response headers.
 """
 
 from __future__ import annotations
@@ -11,13 +14,21 @@ from typing import Any
 import numpy as np
 
 from mlcycle import __version__
+from mlcycle.rollout.router import ARMS
+from mlcycle.rollout.settings import MODES as ROLLOUT_MODES
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.oip import DATATYPES, MAX_DIM
 from mlcycle.serve.protocols import MLFLOW_FORMATS
 
-__all__ = ["openapi_document"]
+__all__ = ["ADMIN_ACTIONS", "openapi_document"]
 
 _ERR = {"$ref": "#/components/schemas/Error"}
+#: The actions of ``POST /admin/rollout/{action}`` (those of
+#: :data:`mlcycle.rollout.controller.ACTIONS`, which imports SQLAlchemy; a test keeps
+#: them equal).
+ADMIN_ACTIONS = ("pause", "resume", "promote", "rollback")
+_MAX_ID = 2**63 - 1  # rollout ids (admin.MAX_ROLLOUT_ID)
+_BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 #: Numeric features are float32 in the model: larger numbers are refused (422).
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -93,6 +104,8 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
             ]
         },
         "InferRequest": _infer_request(),
+        "FeedbackResult": _feedback_result(),
+        **_admin_schemas(),
     }
     paths = {
         "/predict": _post(
@@ -126,6 +139,7 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
     for path, summary in _GETS.items():
         params = [p for p in ("name", "version") if "{" + p + "}" in path]
         paths[path] = {"get": _get(summary, params)}
+    paths.update(_admin_paths())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -134,7 +148,18 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
             "description": f"Model {model.name!r} version {model.version!r}.",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The admin token: MLCYCLE_ADMIN_TOKEN (or the file "
+                    "serve.admin.token_file) on the server. Without one the admin API is "
+                    "disabled (403).",
+                }
+            },
+        },
     }
 
 
@@ -230,7 +255,16 @@ def _predict_response() -> dict[str, Any]:
             "request_id": {"type": "string"},
             "model": {
                 "type": "object",
-                "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+                "required": ["name", "version", "arm"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "version": {"type": "string"},
+                    "arm": {
+                        "type": "string",
+                        "enum": list(ARMS),
+                        "description": "the arm that answered (challenger: during a rollout)",
+                    },
+                },
             },
             "predictions": _array_of("Prediction"),
         },
@@ -274,18 +308,65 @@ def _post(
     return {
         "post": {
             "summary": summary,
-            "parameters": _path_params(params or []),
+            "parameters": [*_path_params(params or []), _ARM_PARAMETER],
             "requestBody": {"required": True, "content": content},
             "responses": {
-                "200": {"description": "predictions", "content": answers},
+                "200": {"description": "predictions", "content": answers, "headers": _HEADERS},
                 **_errors(400, 404, 413, 415, 422),
+                "409": {
+                    "description": "X-Model-Arm asks for the challenger, but no rollout runs",
+                    "content": {"application/json": {"schema": _ERR}},
+                },
             },
         }
     }
 
 
+_ARM_PARAMETER = {
+    "name": "X-Model-Arm",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "enum": list(ARMS)},
+    "description": "force the arm that answers (during a rollout; otherwise the routing "
+    "decides). challenger without a rollout: 409; another value: 400.",
+}
+_HEADERS = {
+    "X-Model-Arm": {
+        "description": "the arm that answered",
+        "required": True,
+        "schema": {"type": "string", "enum": list(ARMS)},
+    },
+    "X-Model-Version": {
+        "description": "the answering model's version",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "X-Request-ID": {
+        "description": "the request id (the caller's own, if sent)",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _feedback_result() -> dict[str, Any]:
+    counts = {k: {"type": "integer"} for k in ("stored", "replaced", "unchanged", "rejected")}
+    return {
+        "type": "object",
+        "required": ["stored", "replaced", "unchanged", "rejected", "problems"],
+        "properties": {
+            **counts,
+            "problems": {
+                "type": "array",
+                "description": "the rows skipped (skip_invalid): index, request_id, row, "
+                "code, message (and line, for CSV)",
+                "items": {"type": "object"},
+            },
+        },
+    }
+
+
 def _feedback_path() -> dict[str, Any]:
-    counts = {k: {"type": "integer"} for k in ("stored", "replaced", "unchanged")}
     return {
         "post": {
             "summary": "True labels for logged predictions (joined by request id and row).",
@@ -307,9 +388,7 @@ def _feedback_path() -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "stored",
-                    "content": {
-                        "application/json": {"schema": {"type": "object", "properties": counts}}
-                    },
+                    "content": {"application/json": {"schema": _ref("FeedbackResult")}},
                 },
                 **_errors(400, 404, 409, 413, 422, 503),
             },
@@ -326,3 +405,246 @@ def _get(summary: str, params: list[str]) -> dict[str, Any]:
             **_errors(404),
         },
     }
+
+
+# -- the admin API ----------------------------------------------------------------------
+
+
+def _admin_schemas() -> dict[str, Any]:
+    """The admin API's bodies (responses are described, not pinned field by field)."""
+    number = {"type": "number"}
+    text = {"type": "string"}
+    arm = {
+        "type": ["object", "null"],
+        "properties": {"name": text, "version": text, "arm": text, "bundle": text},
+    }
+    return {
+        "Rollout": {
+            "type": "object",
+            "description": "A rollout as the store holds it (see mlcycle rollout status).",
+            "properties": {
+                "id": {"type": "integer"},
+                "model_name": text,
+                "mode": {"type": "string", "enum": list(ROLLOUT_MODES)},
+                "phase": text,
+                "state": text,
+                "step": {"type": "integer"},
+                "weight": number,
+                "shadow_percent": number,
+                "steps": {"type": "array", "items": number},
+                "champion_version": text,
+                "challenger_version": text,
+                "revision": {"type": "integer"},
+                "active": {"type": "boolean"},
+                "settings": {"type": "object"},
+                "last_analysis": {"type": ["object", "null"]},
+            },
+        },
+        "RolloutAnswer": {
+            "type": "object",
+            "required": ["rollout"],
+            "properties": {"rollout": {"$ref": "#/components/schemas/Rollout"}},
+        },
+        "RolloutStatus": {
+            "type": "object",
+            "required": ["rollout", "routing", "arms"],
+            "properties": {
+                "rollout": {"oneOf": [{"$ref": "#/components/schemas/Rollout"}, {"type": "null"}]},
+                "routing": {
+                    "type": "object",
+                    "properties": {
+                        "weight": number,
+                        "shadow_percent": number,
+                        "rollout_id": {"type": ["integer", "null"]},
+                        "revision": {"type": ["integer", "null"]},
+                    },
+                },
+                "arms": {
+                    "type": "object",
+                    "properties": {name: arm for name in ARMS},
+                },
+                "shadow": {"type": "object"},
+            },
+        },
+        "RolloutStart": {
+            "type": "object",
+            "required": ["mode", "challenger"],
+            "additionalProperties": False,
+            "properties": {
+                "mode": {"type": "string", "enum": list(ROLLOUT_MODES)},
+                "challenger": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "the challenger's bundle folder on the server",
+                },
+                "version": {"type": "string", "description": "its registry version"},
+                "reason": text,
+                "settings": {
+                    "type": "object",
+                    "description": "serve.rollout overrides: steps, bake, analysis, ...",
+                },
+            },
+        },
+        "RolloutAction": {
+            "type": "object",
+            "properties": {"reason": text},
+        },
+        "RolloutEvent": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "rollout_id": {"type": "integer"},
+                "time": number,
+                "action": text,
+                "from_phase": {"type": ["string", "null"]},
+                "to_phase": text,
+                "from_state": {"type": ["string", "null"]},
+                "to_state": text,
+                "from_weight": {"type": ["number", "null"]},
+                "to_weight": number,
+                "step": {"type": "integer"},
+                "reason": text,
+                "metrics": {"type": ["object", "null"]},
+                "who": text,
+            },
+        },
+        "Reloaded": {
+            "type": "object",
+            "required": ["name", "version", "bundle"],
+            "properties": {"name": text, "version": text, "bundle": text},
+        },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    rollout = _ref("RolloutAnswer")
+    action = {
+        "name": "action",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(ADMIN_ACTIONS)},
+    }
+    history_params = [
+        _query("limit", {"type": "integer", "minimum": 1}, "at most this many (default 100)"),
+        _query(
+            "rollout",
+            {"type": "integer", "minimum": 1, "maximum": _MAX_ID},
+            "only this rollout's transitions",
+        ),
+    ]
+    return {
+        "/admin/rollout": {
+            "get": _admin(
+                "The latest rollout, this worker's arms and weights.",
+                _ref("RolloutStatus"),
+                errors=(409,),
+            ),
+            "post": _admin(
+                "Start a rollout of a challenger bundle (shadow, bluegreen or canary).",
+                rollout,
+                body=_ref("RolloutStart"),
+                status="201",
+                errors=(400, 409, 413, 422),
+            ),
+        },
+        "/admin/rollout/history": {
+            "get": _admin(
+                "The rollouts' transitions, newest first.",
+                {
+                    "type": "object",
+                    "required": ["events"],
+                    "properties": {"events": _array_of("RolloutEvent")},
+                },
+                params=history_params,
+                errors=(400, 409),
+            )
+        },
+        "/admin/rollout/{action}": {
+            "post": _admin(
+                "Pause, resume, promote or roll back the active rollout.",
+                rollout,
+                body=_ref("RolloutAction"),
+                body_required=False,
+                params=[action],
+                errors=(400, 404, 409, 413, 422),
+            )
+        },
+        "/admin/reload": {
+            "post": _admin(
+                "Load the champion's bundle folder again (not during a rollout).",
+                _ref("Reloaded"),
+                errors=(409, 422),
+            )
+        },
+        "/admin/feedback": {
+            "post": _admin(
+                "Import true labels from a CSV file (request_id, label and optionally row), "
+                "as mlcycle feedback import does.",
+                _ref("FeedbackResult"),
+                body={"type": "string"},
+                body_type="text/csv",
+                params=[
+                    _query("overwrite", {"type": "boolean"}, "replace labels already given"),
+                    _query(
+                        "skip_invalid",
+                        {"type": "boolean"},
+                        "store the valid rows and list the others (default: all or none)",
+                    ),
+                ],
+                errors=(400, 404, 409, 413, 415, 422, 503),
+            )
+        },
+    }
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _admin(
+    summary: str,
+    response: dict[str, Any],
+    *,
+    body: dict[str, Any] | None = None,
+    body_type: str = "application/json",
+    body_required: bool = True,
+    params: list[dict[str, Any]] | None = None,
+    status: str = "200",
+    errors: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """One admin operation: bearer security, 401 (no or wrong token) and 403 (disabled)."""
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": ["admin"],
+        "security": _BEARER,
+        "parameters": params or [],
+        "responses": {
+            status: {"description": "ok", "content": {"application/json": {"schema": response}}},
+            "401": {
+                "description": "no bearer token, or a wrong one",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
+                "content": {"application/json": {"schema": _ERR}},
+            },
+            "403": {
+                "description": "the admin API is disabled (no token configured on the server)",
+                "content": {"application/json": {"schema": _ERR}},
+            },
+            **_errors(*errors),
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {
+            "required": body_required,
+            "content": {body_type: {"schema": body}},
+        }
+    return op
