@@ -98,13 +98,14 @@ def test_metrics_merge_both_arms_monitors_into_one_exposition(
                 break
             assert time.monotonic() < deadline, sorted(families)
             time.sleep(0.3)
-    # The server's own families are still there, with every request.
-    served = sum(
-        s.value
-        for s in families["mlcycle_requests"].samples
-        if s.name == "mlcycle_requests_total" and s.labels.get("route") == "/predict"
-    )
-    assert served == len(ROWS)
+    # The server's own families are still there, with every request, by answering version.
+    served: dict[str, float] = {}
+    for s in families["mlcycle_requests"].samples:
+        if s.name == "mlcycle_requests_total" and s.labels.get("route") == "/predict":
+            version = s.labels["model_version"]
+            served[version] = served.get(version, 0.0) + s.value
+    assert sum(served.values()) == len(ROWS)
+    assert set(served) == versions and all(v > 0 for v in served.values())
     written = {
         s.labels["model_version"]: s.value
         for s in families["mlcycle_monitor_events_written"].samples

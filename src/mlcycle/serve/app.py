@@ -138,7 +138,7 @@ class ServerState:
     async def predict(self, arm: Arm, batch: FeatureBatch) -> Prediction:
         """Labels and probabilities from ``arm`` for a validated batch (micro-batched)."""
         result = await arm.batcher.predict(batch)
-        self.metrics.count_rows(batch.rows)
+        self.metrics.count_rows(batch.rows, arm.model.version)
         return result
 
     def reload(self, who: str) -> dict[str, str]:

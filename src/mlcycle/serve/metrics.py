@@ -101,7 +101,8 @@ class ServeMetrics:
             "Predicted rows not handed to the monitor because its queue was full.",
             registry=reg,
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int, str | None], tuple[Any, Any]] = {}
+        self._rows_by_version: dict[str, Any] = {}
         self.load_seconds = Gauge(
             "mlcycle_model_load_seconds",
             "Seconds to verify and load the bundle and warm the model up.",
@@ -115,12 +116,15 @@ class ServeMetrics:
         """The registry (``None`` in multiprocess mode, where samples go to files)."""
         return self._registry
 
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one answered request and its latency."""
-        key = (route, method, status)
+    def observe(
+        self, route: str, method: str, status: int, seconds: float, version: str | None = None
+    ) -> None:
+        """Count one answered request and its latency (``version``: the model that
+        answered, during a rollout; default the champion's)."""
+        key = (route, method, status, version)
         children = self._children.get(key)
         if children is None:
-            v = self.model_version
+            v = version or self.model_version
             children = (
                 self.requests.labels(route, method, str(status), v),
                 self.latency.labels(route, v),
@@ -129,9 +133,15 @@ class ServeMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def count_rows(self, rows: int) -> None:
-        """Count predicted rows."""
-        self._rows.inc(rows)
+    def count_rows(self, rows: int, version: str | None = None) -> None:
+        """Count predicted rows (of ``version``; default the champion's)."""
+        if version is None or version == self.model_version:
+            self._rows.inc(rows)
+            return
+        child = self._rows_by_version.get(version)
+        if child is None:
+            child = self._rows_by_version[version] = self.rows.labels(version)
+        child.inc(rows)
 
     def track_in_flight(self, current: Callable[[], int]) -> bool:
         """Read in-flight requests from ``current`` at scrape time (one process only).

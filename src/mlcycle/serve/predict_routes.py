@@ -211,7 +211,7 @@ class PredictionRoutes:
             await send({"type": "http.response.start", "status": status, "headers": out})
             await send({"type": "http.response.body", "body": body})
         elapsed = time.perf_counter() - start
-        state.metrics.observe(route, "POST", status, elapsed)
+        state.metrics.observe(route, "POST", status, elapsed, arm.model.version)
         monitor = arm.monitor
         if monitor is not None and status != 499:
             pipeline = headers.get("x-pipeline-id")
