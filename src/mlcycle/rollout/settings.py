@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AFTER_SHADOW",
     "MODES",
     "AnalysisSettings",
     "BakeSettings",
