@@ -187,11 +187,8 @@ def test_a_slower_challenger_is_rolled_back(
     r, requests, seconds = traffic.until(finished)
     _report("latency", r, requests, seconds)
     assert r["state"] == "rolled_back"
-    assert (
-        "latency failed" in r["last_analysis"]["reason"]
-        or "latency failed"
-        in (admin(server, "rollout/history", method="GET")["events"][0]["reason"])
-    )
+    reason = admin(server, "rollout/history", method="GET")["events"][0]["reason"]
+    assert "latency failed" in reason, reason
     assert traffic.failed == 0
 
 
@@ -242,10 +239,8 @@ def test_shadow_never_changes_what_the_caller_receives(
     during = Traffic(server, "during")
     r, _, _ = during.until(finished)
     assert r["state"] == "rolled_back"  # the shadow disagrees with the champion
-    assert (
-        "disagreement failed" in r["last_analysis"]["reason"]
-        or "disagreement" in (admin(server, "rollout/history", method="GET")["events"][0]["reason"])
-    )
+    reason = admin(server, "rollout/history", method="GET")["events"][0]["reason"]
+    assert "disagreement failed" in reason, reason
     assert set(during.arms) == {"champion"} and during.failed == 0
     # Both sent ROWS in order from the first: the same rows got the same answers.
     compared = min(len(before.answers), len(during.answers))

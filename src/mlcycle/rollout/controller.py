@@ -42,6 +42,7 @@ from mlcycle.serve.arms import Arm, describe, load_arm_model, make_arm, warm_up_
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from mlcycle.rollout.analysis import Decision
     from mlcycle.serve.app import ServerState
 
 __all__ = ["RolloutController"]
@@ -200,9 +201,15 @@ class RolloutController:
                     r, who="server", reason=f"the challenger cannot be loaded here: {exc}"
                 )
             return None
-        return make_arm(
-            "challenger", model, self.settings, self.state.metrics, lambda: self.state.in_flight
-        )
+        return self._arm("challenger", model)
+
+    def _arm(self, name: str, model: Any) -> Arm:
+        """An arm for ``model`` whose monitor process is up before any traffic reaches it
+        (its start-up would otherwise slow the arm's first requests)."""
+        arm = make_arm(name, model, self.settings, self.state.metrics, lambda: self.state.in_flight)
+        if arm.monitor is not None:
+            arm.monitor.flush(timeout=30.0)
+        return arm
 
     def _retire(self, arm: Arm) -> None:
         """Stop ``arm`` once the requests already sent to it are answered."""
@@ -230,9 +237,10 @@ class RolloutController:
         evidence = gather(
             self.engine, model_name=self.model_name, since=r.step_started_at, shadow=shadow
         )
-        if not shadow:
-            # The champion's side: everything it answered since shortly before the rollout
-            # (the challenger may have all the traffic in this step).
+        if not shadow and evidence.champion.requests < settings.analysis.min_requests:
+            # The champion had (almost) no traffic in this step (blue/green, a 100 % step):
+            # compare with what it answered since shortly before the rollout instead.
+            # Otherwise both arms are compared over the same minutes, under the same load.
             baseline = gather(
                 self.engine,
                 model_name=self.model_name,
@@ -255,6 +263,8 @@ class RolloutController:
             # rollbacks of a good challenger (the decision at the window's end uses alpha).
             analysis = dataclasses.replace(analysis, alpha=analysis.alpha / EARLY_ALPHA_DIVISOR)
         decision = analyse(evidence, analysis, bake_reached=reached, bake_detail=detail)
+        if not reached and decision.action == "rollback":
+            decision = _patient_on_latency(decision, detail)
         metrics = decision.to_dict()
         if decision.action == "hold":
             self.store.note_analysis(r, metrics)
@@ -336,9 +346,7 @@ class RolloutController:
             who=who,
             reason=reason,
         )
-        arm = make_arm(
-            "challenger", model, self.settings, self.state.metrics, lambda: self.state.in_flight
-        )
+        arm = self._arm("challenger", model)
         self.apply(r, challenger=arm)
         return r
 
@@ -392,6 +400,26 @@ class RolloutController:
             limit=limit,
         )
         return [e.to_dict() for e in events]
+
+
+def _patient_on_latency(decision: Decision, bake_detail: str) -> Decision:
+    """Hold instead of an early rollback that only latency asks for.
+
+    A challenger just loaded is slower for its first requests (cold caches, its monitor
+    process starting), so latency alone decides only when the bake window is over.
+    """
+    failed = {c.name for c in decision.checks if c.status == "fail"}
+    if failed != {"latency"}:
+        return decision
+    check = decision.check("latency")
+    why = check.detail if check is not None else "latency"
+    from mlcycle.rollout.analysis import Decision
+
+    return Decision(
+        "hold",
+        f"{bake_detail}; latency looks worse ({why}), decided when the window is over",
+        decision.checks,
+    )
 
 
 def _is_arm_of(arm: Arm, bundle: str) -> bool:
