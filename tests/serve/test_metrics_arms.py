@@ -42,6 +42,15 @@ def _families(text: str) -> dict[str, Any]:
     return {f.name: f for f in families}
 
 
+def _written(family: Any) -> set[str]:
+    """The versions whose monitor has written rows already."""
+    return {
+        s.labels["model_version"]
+        for s in family.samples
+        if s.name == "mlcycle_monitor_events_written_total" and s.value > 0
+    }
+
+
 def _versions(family: Any) -> set[str]:
     return {s.labels["model_version"] for s in family.samples if "model_version" in s.labels}
 
@@ -94,6 +103,7 @@ def test_metrics_merge_both_arms_monitors_into_one_exposition(
                 and _versions(monitor) == versions
                 and window
                 and all(_versions(f) == versions for f in window)
+                and _written(monitor) == versions  # each monitor exports once a second
             ):
                 break
             assert time.monotonic() < deadline, sorted(families)
