@@ -319,16 +319,9 @@ async def _feedback_import(request: Request, state: ServerState, rid: str) -> Re
     """``POST /admin/feedback``: a CSV of true labels, stored as ``mlcycle feedback import``."""
     from mlcycle.exceptions import DataError
     from mlcycle.monitor.feedback import FeedbackError, import_feedback_text
-    from mlcycle.serve.app import _FEEDBACK_CODES
+    from mlcycle.serve.app import _FEEDBACK_CODES, require_monitor
 
-    if state.monitor is None:
-        raise RequestError(
-            503,
-            "monitoring_off",
-            "this server does not log predictions (started with --no-monitor), so it cannot "
-            "join feedback to them; use `mlcycle feedback import` against the store instead",
-            "path",
-        )
+    require_monitor(state)
     overwrite, skip_invalid = _flag(request, "overwrite"), _flag(request, "skip_invalid")
     text = await _csv_body(request, state.settings.validation.max_body_bytes)
     engine, classes, who = state.store_engine(), state.model.classes, _who(request)

@@ -361,10 +361,8 @@ async def _healthy(request: Request, state: ServerState, rid: str) -> Response:
     return _json({"status": "ok", "live": True, "ready": True})
 
 
-async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
-    """Ground truth for logged predictions: one item, a list, or ``{"feedback": [...]}``."""
-    from mlcycle.monitor.feedback import FeedbackError, parse_feedback, record_feedback
-
+def require_monitor(state: ServerState) -> None:
+    """503 when the server logs no predictions (feedback has nothing to join)."""
     if state.monitor is None:
         raise RequestError(
             503,
@@ -373,6 +371,13 @@ async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
             "join feedback to them; use `mlcycle feedback import` against the store instead",
             "path",
         )
+
+
+async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
+    """Ground truth for logged predictions: one item, a list, or ``{"feedback": [...]}``."""
+    from mlcycle.monitor.feedback import FeedbackError, parse_feedback, record_feedback
+
+    require_monitor(state)
     limit = state.settings.validation.max_body_bytes
     body = await request.body()
     if len(body) > limit:
