@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from mlcycle.retrain.config import RetrainConfig
 from mlcycle.serve.settings import ServeSettings
 
 __all__ = [
@@ -242,3 +243,5 @@ class Config:
     remote: RemoteConfig = MISSING
     # The prediction server (mlcycle serve); see mlcycle.serve.settings.
     serve: ServeSettings = field(default_factory=ServeSettings)
+    # Retraining on feedback and its gate (mlcycle retrain); see mlcycle.retrain.config.
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)

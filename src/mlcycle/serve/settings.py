@@ -22,6 +22,8 @@ from mlcycle.monitor.settings import (
     WindowSettings,
     check_monitor_settings,
 )
+from mlcycle.retrain.settings import RetrainTriggerSettings, check_retrain_trigger
+from mlcycle.review.settings import AutomationSettings, check_automation_settings
 from mlcycle.rollout.settings import (
     AnalysisSettings,
     BakeSettings,
@@ -137,6 +139,10 @@ class ServeSettings:
     # How rollouts route, bake and analyse (mlcycle.rollout.settings).
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    # How far answers are left to the model, and human review (mlcycle.review.settings).
+    automation: AutomationSettings = field(default_factory=AutomationSettings)
+    # Alarms that start a retraining (mlcycle.retrain.settings).
+    retrain: RetrainTriggerSettings = field(default_factory=RetrainTriggerSettings)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -188,6 +194,8 @@ _NESTED: dict[tuple[type[Any], str], type[Any]] = {
     (RolloutSettings, "bake"): BakeSettings,
     (RolloutSettings, "analysis"): AnalysisSettings,
     (ServeSettings, "admin"): AdminSettings,
+    (ServeSettings, "automation"): AutomationSettings,
+    (ServeSettings, "retrain"): RetrainTriggerSettings,
 }
 
 
@@ -233,6 +241,10 @@ def _coerce_container(value: Any, kind_name: str, where: str) -> Any:
         ):
             raise ConfigError(f"{where} must be a list of numbers, not {value!r}")
         return [float(v) for v in value]
+    if kind_name == "list[str]":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        return list(value)
     if not isinstance(value, list | tuple):
         raise ConfigError(f"{where} must be a list of mappings (or null), not {value!r}")
     for i, item in enumerate(value):
@@ -244,6 +256,8 @@ def _coerce_container(value: Any, kind_name: str, where: str) -> Any:
 def _check(s: ServeSettings) -> None:
     problems: list[str] = check_monitor_settings(s.monitor, "serve.monitor")
     problems += check_rollout_settings(s.rollout, "serve.rollout")
+    problems += check_automation_settings(s.automation, "serve.automation")
+    problems += check_retrain_trigger(s.retrain, "serve.retrain")
     if not 0 <= s.port <= 65535:
         problems.append(f"serve.port must be 0-65535, not {s.port}")
     if s.workers < 1:
