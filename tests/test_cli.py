@@ -10,61 +10,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
+from tests._cli import BIN, MLCYCLE, git, mlflow_client, rest, run, running_mlflow
 from tests.conftest import free_port
 
+__all__ = ["BIN", "MLCYCLE", "git", "mlflow_client", "run"]
+
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-MLCYCLE = (
-    [str(BIN / "mlcycle")] if (BIN / "mlcycle").exists() else [sys.executable, "-m", "mlcycle"]
-)
-
-
-def run(
-    args: list[str], cwd: Path, check: bool = True, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """Run ``mlcycle ARGS`` in ``cwd`` and return the finished process."""
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k != "MLCYCLE_PROJECT_ROOT" and not k.startswith("MLFLOW_")
-    }
-    full_env["PATH"] = f"{BIN}:{full_env.get('PATH', '')}"
-    full_env.update(env)
-    proc = subprocess.run(
-        [*MLCYCLE, *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=600
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"mlcycle {' '.join(args)} exited {proc.returncode}\n"
-            f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
-        )
-    return proc
-
-
-def mlflow_client(root: Path) -> Any:
-    """An MlflowClient on the project's SQLite store (tracking and registry)."""
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
-    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -203,64 +162,6 @@ def test_sanity_passes_for_defaults_and_fails_for_a_crippled_model(trained_proje
     assert weak.returncode == 1 and "FAILED" in weak.stdout
 
 
-def test_multirun_sweep_lands_in_one_experiment(tmp_path: Path) -> None:
-    root = tmp_path / "sweep"
-    run(["init", str(root)], cwd=tmp_path)
-    run(
-        [
-            "train",
-            "--multirun",
-            "model=logreg,gbdt",
-            "model.C=0.1,1",
-            "model.max_iter=20",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
-        ],
-        cwd=root,
-    )
-    client = mlflow_client(root)
-    exp = client.get_experiment_by_name("breast_cancer")
-    assert exp is not None
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 4
-    assert {r.data.params["model.name"] for r in runs} == {"logreg", "gbdt"}
-    assert {r.data.params["model.C"] for r in runs} == {"0.1", "1.0"}
-    versions = client.search_model_versions("name='breast_cancer'")
-    assert len(versions) == 4
-
-
-def test_dvc_repro_runs_the_pipeline_and_reruns_only_what_changed(tmp_path: Path) -> None:
-    root = tmp_path / "pipe"
-    run(["init", str(root)], cwd=tmp_path)
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    env.pop("MLCYCLE_PROJECT_ROOT", None)
-
-    def repro() -> str:
-        proc = subprocess.run(
-            [sys.executable, "-m", "dvc", "repro"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
-
-    first = repro()
-    for stage in ("prepare", "train", "evaluate", "export"):
-        assert f"Running stage '{stage}'" in first
-    assert (root / "bundle" / "model.onnx").is_file()
-    assert json.loads((root / "reports" / "metrics.json").read_text())["test"]["f1_macro"] > 0.9
-    second = repro()
-    assert "Running stage 'train'" not in second and "Running stage 'prepare'" not in second
-    conf = root / "conf" / "config.yaml"
-    conf.write_text(conf.read_text().replace("- model: logreg", "- model: gbdt"))
-    third = repro()
-    assert "Running stage 'prepare'" not in third
-    assert "Running stage 'train'" in third and "Running stage 'export'" in third
-
-
 def test_data_push_delete_pull_restores_the_same_bytes(trained_project: Path) -> None:
     data = trained_project / "data" / "breast_cancer.csv"
     before = data.read_bytes()
@@ -269,62 +170,6 @@ def test_data_push_delete_pull_restores_the_same_bytes(trained_project: Path) ->
     subprocess.run(["rm", "-rf", str(trained_project / ".dvc" / "cache")], check=True)
     run(["data", "pull"], cwd=trained_project)
     assert data.read_bytes() == before
-
-
-@contextmanager
-def running_mlflow(args: list[str], cwd: Path) -> Iterator[str]:
-    """Run ``mlflow ARGS --host 127.0.0.1 --port P`` until the block ends; yield its URL.
-
-    MLflow's server starts job-consumer processes, so it runs in its own process group
-    and the whole group is stopped afterwards.
-    """
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), *args, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, f"mlflow {args[0]} exited"
-                assert time.monotonic() < deadline, f"mlflow {args[0]} did not start in 90 s"
-                time.sleep(0.5)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)  # anyone left in the group?
-            except ProcessLookupError:
-                break
-            time.sleep(0.2)
-        else:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def rest(base: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """GET (or POST ``body`` to) an MLflow REST endpoint and return the JSON answer."""
-    request = urllib.request.Request(
-        f"{base}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        return dict(json.loads(resp.read()))
 
 
 def test_mlflow_ui_on_the_project_store_shows_the_runs(trained_project: Path) -> None:
@@ -336,35 +181,3 @@ def test_mlflow_ui_on_the_project_store_shows_the_runs(trained_project: Path) ->
         assert len(runs) >= 1
         model = rest(base, "/api/2.0/mlflow/registered-models/get?name=breast_cancer")
         assert model["registered_model"]["name"] == "breast_cancer"
-
-
-def test_train_against_a_tracking_server(tmp_path: Path) -> None:
-    root = tmp_path / "remote-tracking"
-    run(["init", str(root)], cwd=tmp_path)
-    server_dir = tmp_path / "server"
-    server_dir.mkdir()
-    server_args = [
-        "server",
-        "--backend-store-uri",
-        f"sqlite:///{server_dir / 'store.db'}",
-        "--artifacts-destination",
-        str(server_dir / "artifacts"),
-    ]
-    with running_mlflow(server_args, server_dir) as base:
-        out = run(["train", "tracking=server", f"tracking.uri={base}"], root).stdout
-        assert "version 1" in out
-        exp = rest(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=breast_cancer")
-        exp_id = exp["experiment"]["experiment_id"]
-        (run_info,) = rest(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp_id]})[
-            "runs"
-        ]
-        params = {p["key"]: p["value"] for p in run_info["data"]["params"]}
-        assert params["model.name"] == "logreg"
-        version = rest(base, "/api/2.0/mlflow/model-versions/get?name=breast_cancer&version=1")
-        assert version["model_version"]["run_id"] == run_info["info"]["run_id"]
-        assert any((server_dir / "artifacts").rglob("model.onnx"))
-        run(["promote", "1", "tracking=server", f"tracking.uri={base}"], root)
-        model = rest(base, "/api/2.0/mlflow/registered-models/get?name=breast_cancer")
-        aliases = {a["alias"]: a["version"] for a in model["registered_model"]["aliases"]}
-        assert aliases["champion"] == "1"
-    assert not (root / "mlflow.db").exists()  # nothing went to the local store
