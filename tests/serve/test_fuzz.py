@@ -96,6 +96,7 @@ POSTS = (
     "/v2/models/{name}/infer",
     "/v2/models/{name}/versions/{version}/infer",
     "/feedback",
+    "/review/api/items/{review_id}",
 )
 GETS = (
     "/v2",
@@ -108,6 +109,12 @@ GETS = (
     "/ping",
     "/health",
     "/openapi.json",
+    "/reviews/{review_id}",
+    "/review",
+    "/review/api/items",
+    "/review/api/items/{review_id}",
+    "/review/api/next",
+    "/review/api/stats",
 )
 OPERATIONS = [("POST", p) for p in POSTS] + [("GET", p) for p in GETS]
 # Every answer: not a 5xx, a documented status and content type, the documented body.

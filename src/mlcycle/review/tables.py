@@ -13,6 +13,11 @@ server. Its ``review_id`` is what the caller polls (``GET /reviews/{id}``); ``st
 and every action, with who took it, is a row of ``review_events``. A label is also written
 to the ``feedback`` table (source ``review``), so it joins the logged prediction like any
 other ground truth and flows into ``mlcycle data feedback``.
+
+A labelled item with a ``callback_url`` gets ``notify_due`` (the time its webhook is due):
+a worker claims the delivery with a compare-and-set that moves ``notify_due`` past a lease,
+and clears it once delivered (``notified_at``) or given up; ``automation_counts`` adds up,
+per model, mode and hour, the rows answered automatically and those sent to review.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import sqlalchemy as sa
 from mlcycle.monitor.store import metadata
 
 __all__ = [
+    "AUTOMATION_COUNTS",
     "AUTOMATION_STATE",
     "REVIEWS",
     "REVIEW_ACTIONS",
@@ -65,7 +71,11 @@ REVIEWS = sa.Table(
     # Where to POST the decision (the caller's X-Callback-URL, else serve.automation.webhook).
     sa.Column("callback_url", sa.Text, nullable=True),
     sa.Column("notified_at", sa.Float, nullable=True),
+    # Delivery rounds claimed so far (each round tries webhook_retries + 1 times).
     sa.Column("notify_attempts", sa.Integer, nullable=False, default=0),
+    # When the webhook is next due; null: nothing to deliver (no callback, delivered, or
+    # given up). A worker delivering holds it a lease into the future.
+    sa.Column("notify_due", sa.Float, nullable=True, index=True),
     sa.Column("revision", sa.Integer, nullable=False, default=0),
     sa.UniqueConstraint("request_id", "row", name="uq_reviews_request_row"),
 )
@@ -92,4 +102,18 @@ AUTOMATION_STATE = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, default=0),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("updated_by", sa.String(200), nullable=False, default=""),
+)
+
+#: Rows answered automatically or sent to review, per model, mode and hour (every worker
+#: adds its counts about once a second).
+AUTOMATION_COUNTS = sa.Table(
+    "automation_counts",
+    metadata,
+    sa.Column("model_name", sa.String(200), primary_key=True),
+    sa.Column("mode", sa.String(20), primary_key=True),
+    # automatic | review
+    sa.Column("outcome", sa.String(20), primary_key=True),
+    # The hour counted (unix seconds at its start).
+    sa.Column("hour", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("rows", sa.BigInteger, nullable=False, default=0),
 )

@@ -1,4 +1,5 @@
-"""A small client of a server's admin API (``/admin/rollout``), standard library only.
+"""A small client of a server's admin API (``/admin/rollout``, ``/admin/automation``),
+standard library only.
 
 Every call sends ``Authorization: Bearer TOKEN`` and ``X-Admin-User`` (who acts, recorded
 with each transition), takes and returns JSON, and turns every failure into a
@@ -111,6 +112,42 @@ class AdminClient:
         """
         return self._call("POST", path, body)
 
+    def automation(self) -> dict[str, Any]:
+        """The server's live automation mode (``GET /admin/automation``).
+
+        Returns
+        -------
+        dict
+            ``mode``, ``threshold``, ``source`` (``config`` or ``store``), ``revision``,
+            ``updated_at``, ``updated_by``, and ``worker`` (the mode the answering worker
+            uses).
+
+        Raises
+        ------
+        RolloutClientError
+            The call failed (see the module docstring).
+        """
+        return self.get("/admin/automation")
+
+    def set_automation(self, mode: str, threshold: float | None = None) -> dict[str, Any]:
+        """Set the automation mode, and partial mode's threshold (``None``: keep it).
+
+        Returns
+        -------
+        dict
+            The mode as :meth:`automation` shows it, after the change.
+
+        Raises
+        ------
+        RolloutClientError
+            The call failed: e.g. 422 for an unknown mode or a threshold outside [0, 1],
+            409 when the server has no monitoring store.
+        """
+        body: dict[str, Any] = {"mode": mode}
+        if threshold is not None:
+            body["threshold"] = threshold
+        return self.post("/admin/automation", body)
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)
@@ -164,6 +201,8 @@ class AdminClient:
                 status,
                 code,
             )
+        if status == 403 and code != "admin_disabled" and message:
+            return RolloutClientError(f"{message} (HTTP 403)", status, code)
         if status == 403:
             return RolloutClientError(
                 f"the admin API of the server at {self.url} is disabled: restart it with "

@@ -15,11 +15,15 @@
                                                 (``text/csv``: ``request_id``, ``label``,
                                                 ``row``), as ``mlcycle feedback import``;
                                                 ``?overwrite=true``, ``?skip_invalid=true``
+``GET /admin/automation``                       the live automation mode and threshold
+``POST /admin/automation``                      set them: ``{"mode", "threshold"}``
+                                                (:mod:`mlcycle.serve.review_routes`)
 ==============================================  ==========================================
 
 The token comes from ``MLCYCLE_ADMIN_TOKEN`` or the file ``serve.admin.token_file``;
 with neither the admin API is disabled (403), never open. A missing or wrong token gets
-401 with ``WWW-Authenticate: Bearer``, and the attempt is logged with the caller's address.
+401 with ``WWW-Authenticate: Bearer``, and the attempt is logged with the caller's address;
+the reviewers' token (``serve.automation.reviewer_token_file``) gets 403.
 Who acted is the ``X-Admin-User`` header (``mlcycle rollout`` sends the login name), else
 ``admin-api``; it is recorded with every transition.
 """
@@ -90,7 +94,10 @@ def admin_token(settings: ServeSettings) -> str | None:
 
 def admin_routes(route: RouteFactory) -> list[Route]:
     """The admin routes, each behind :func:`_authorised`, made with ``route``."""
+    from mlcycle.serve.review_routes import automation_routes
+
     return [
+        *automation_routes(route, _guard),
         route("/admin/rollout", _guard(_rollout_status), "GET"),
         route("/admin/rollout", _guard(_rollout_start), "POST"),
         route("/admin/rollout/history", _guard(_rollout_history), "GET"),
@@ -122,6 +129,14 @@ def _authorised(request: Request, state: ServerState) -> None:
     ok = scheme.lower() == "bearer" and hmac.compare_digest(
         given.strip().encode(), expected.encode()
     )
+    reviewer = state.reviewer_token
+    if not ok and reviewer and hmac.compare_digest(given.strip().encode(), reviewer.encode()):
+        raise RequestError(
+            403,
+            "forbidden",
+            f"this is the reviewers' token; {request.url.path} needs the admin token "
+            f"({TOKEN_ENV} on the server)",
+        )
     if not ok:
         client = request.client.host if request.client else "unknown"
         why = "no bearer token" if not header else "a wrong token"

@@ -21,6 +21,10 @@ Routes (all JSON unless said otherwise):
                                             replaces a label already given
 ``GET /metrics``                            Prometheus text format
 ``GET /openapi.json``                       OpenAPI 3.1 document of the above
+``GET /reviews/{id}``, ``/review``,         the review queue: a caller's poll, the page,
+``/review/api/...``                         the reviewer API
+                                            (:mod:`mlcycle.serve.review_routes`)
+``/admin/...``                              the admin API (:mod:`mlcycle.serve.admin`)
 ==========================================  ===============================================
 
 Every prediction response carries ``X-Request-ID`` (the caller's own, if sent) and
@@ -53,12 +57,14 @@ from mlcycle.rollout.router import Routing
 from mlcycle.serve import oip
 from mlcycle.serve.admin import admin_routes, admin_token
 from mlcycle.serve.arms import Arm, make_arm
+from mlcycle.serve.automation import Policy, check_automation_store
 from mlcycle.serve.batching import Prediction
 from mlcycle.serve.errors import RequestError, body_too_large, caller_request_id, error_body
 from mlcycle.serve.metrics import CONTENT_TYPE_LATEST, ServeMetrics
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.openapi import openapi_document
 from mlcycle.serve.predict_routes import PredictionRoutes
+from mlcycle.serve.review_routes import review_routes, reviewer_token
 from mlcycle.serve.settings import ServeSettings
 from mlcycle.serve.shadow import ShadowRunner
 from mlcycle.serve.validation import FeatureBatch
@@ -66,6 +72,7 @@ from mlcycle.serve.validation import FeatureBatch
 if TYPE_CHECKING:
     from mlcycle.monitor.service import MonitorClient
     from mlcycle.rollout.controller import RolloutController
+    from mlcycle.serve.automation import Automation
 
 __all__ = ["ServerState", "app_from_env", "create_app"]
 
@@ -96,6 +103,11 @@ class ServerState:
         self.retired: list[Arm] = []
         self.shadow = ShadowRunner()
         self.admin_token = admin_token(settings)
+        self.reviewer_token = reviewer_token(settings)
+        # The mode requests are answered in (replaced whole when it changes), and the
+        # review queue behind it (None without a monitoring store: full mode only).
+        self.policy = Policy(settings.automation.mode, settings.automation.threshold)
+        self.automation: Automation | None = None
         self._engine: Any = None
         self.openapi = orjson.dumps(openapi_document(model))
 
@@ -179,6 +191,8 @@ class ServerState:
         """Stop every arm (their monitors write what they hold) and the rollout thread."""
         if self.rollouts is not None:
             self.rollouts.close()
+        if self.automation is not None:
+            self.automation.close()
         self.shadow.close()
         for arm in [*self.routing.arms.values(), *self.retired]:
             arm.close()
@@ -205,16 +219,32 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
     PredictionRoutes
         The app: the prediction routes in plain ASGI in front of a Starlette app for the
         rest. Run it with any ASGI server (``mlcycle serve`` uses uvicorn).
+
+    Raises
+    ------
+    ConfigError
+        ``serve.automation.mode`` is not ``full`` but monitoring is off (the review queue
+        lives in the monitoring store), or a token file cannot be read.
     """
+    check_automation_store(settings)
     state = ServerState(model or ServedModel.load(settings), settings)
     if settings.monitor.enabled:
         from mlcycle.rollout.controller import RolloutController
+        from mlcycle.serve.automation import Automation
 
+        state.automation = Automation(state, state.store_engine())
         state.rollouts = RolloutController(state, state.store_engine())
+        if state.reviewer_token is None and state.admin_token is None:
+            log.warning(
+                "the review API (/review/api) is open to anyone who can reach this server: "
+                "set serve.automation.reviewer_token_file or MLCYCLE_ADMIN_TOKEN to protect it"
+            )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gc.freeze()  # the model and imports never die: keep them out of full collections
+        if state.automation is not None:
+            state.automation.start()  # the stored mode, before the first request
         if state.rollouts is not None:
             state.rollouts.start()
         try:
@@ -250,6 +280,7 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
         route("/feedback", _feedback, "POST"),
         route("/metrics", _metrics, counted=False),
         route("/openapi.json", _openapi),
+        *review_routes(route),
         *admin_routes(route),
     ]
     app = Starlette(

@@ -16,7 +16,14 @@ Metrics (all prefixed ``mlcycle_``):
 ``predicted_rows_total``         counter    model_version
 ``model_load_seconds``           gauge      model_version (max over workers)
 ``monitor_dropped_rows_total``   counter    rows the monitor never saw (its queue was full)
+``automation_rows_total``        counter    outcome (automatic, review), mode
+``review_decisions_total``       counter    action (label, skip, escalate)
+``review_agreement_total``       counter    agree (true, false): labels vs the model's
+                                            suggestion (precision = true / (true + false))
 ===============================  =========  ============================================
+
+``automation_rows_total`` of mode ``full`` is counted by a background thread (about once
+a second) from ``predicted_rows_total``, so the full-mode request path does no extra work.
 """
 
 from __future__ import annotations
@@ -101,6 +108,24 @@ class ServeMetrics:
             "Predicted rows not handed to the monitor because its queue was full.",
             registry=reg,
         )
+        self.automation_rows = Counter(
+            "mlcycle_automation_rows",
+            "Rows answered automatically or sent to human review, by automation mode.",
+            ["outcome", "mode"],
+            registry=reg,
+        )
+        self.review_decisions = Counter(
+            "mlcycle_review_decisions",
+            "Review decisions taken, by action (label, skip, escalate).",
+            ["action"],
+            registry=reg,
+        )
+        self.review_agreement = Counter(
+            "mlcycle_review_agreement",
+            "Labelled reviews whose model suggestion equals the label (agree=true) or not.",
+            ["agree"],
+            registry=reg,
+        )
         self._children: dict[tuple[str, str, int, str | None], tuple[Any, Any]] = {}
         self._rows_by_version: dict[str, Any] = {}
         self.load_seconds = Gauge(
@@ -142,6 +167,15 @@ class ServeMetrics:
         if child is None:
             child = self._rows_by_version[version] = self.rows.labels(version)
         child.inc(rows)
+
+    def predicted_rows(self) -> float:
+        """Rows this process predicted so far, every version together."""
+        return sum(
+            s.value
+            for family in self.rows.collect()
+            for s in family.samples
+            if s.name.endswith("_total")
+        )
 
     def track_in_flight(self, current: Callable[[], int]) -> bool:
         """Read in-flight requests from ``current`` at scrape time (one process only).

@@ -5,6 +5,9 @@ schemas say exactly what :mod:`mlcycle.serve.validation` accepts. The admin rout
 (:mod:`mlcycle.serve.admin`) are documented with the ``bearerAuth`` security scheme; the
 prediction routes with the ``X-Model-Arm`` request header (force an arm during a rollout)
 and the ``X-Model-Arm`` / ``X-Model-Version`` / ``X-Request-ID`` response headers.
+``/predict`` documents its 202 answer (rows pending human review) and ``X-Callback-URL``;
+the review routes (:mod:`mlcycle.serve.review_routes`) their 401 without a security
+requirement, since the reviewer API is open when the server has no token.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle import __version__
+from mlcycle.review.settings import AUTOMATION_MODES
 from mlcycle.rollout.router import ARMS
 from mlcycle.rollout.settings import MODES as ROLLOUT_MODES
 from mlcycle.serve.model import ServedModel
@@ -28,6 +32,7 @@ _ERR = {"$ref": "#/components/schemas/Error"}
 #: them equal).
 ADMIN_ACTIONS = ("pause", "resume", "promote", "rollback")
 _MAX_ID = 2**63 - 1  # rollout ids (admin.MAX_ROLLOUT_ID)
+_REVIEW_ID = "^rv-[0-9a-f]{20}$"
 _BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 #: Numeric features are float32 in the model: larger numbers are refused (422).
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -75,6 +80,19 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
                     "type": "object",
                     "properties": {c: {"type": "number"} for c in model.classes},
                 },
+                "status": {
+                    "enum": ["answered"],
+                    "description": "in automation modes other than full",
+                },
+            },
+        },
+        "PendingPrediction": {
+            "type": "object",
+            "required": ["status", "review_id", "poll"],
+            "properties": {
+                "status": {"enum": ["pending"]},
+                "review_id": {"type": "string", "pattern": _REVIEW_ID},
+                "poll": {"type": "string", "description": "GET it for the decision"},
             },
         },
         "InvocationsRequest": _invocations_request(v.settings.max_rows),
@@ -106,13 +124,10 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
         "InferRequest": _infer_request(),
         "FeedbackResult": _feedback_result(),
         **_admin_schemas(),
+        **_review_schemas(list(model.classes)),
     }
     paths = {
-        "/predict": _post(
-            "Predict labels and class probabilities for records keyed by feature name.",
-            "PredictRequest",
-            _predict_response(),
-        ),
+        "/predict": _predict_path(),
         "/invocations": _post(
             "MLflow scoring protocol: dataframe_split, dataframe_records, instances or inputs "
             "(JSON), or CSV with a header row.",
@@ -139,6 +154,7 @@ def openapi_document(model: ServedModel) -> dict[str, Any]:
     for path, summary in _GETS.items():
         params = [p for p in ("name", "version") if "{" + p + "}" in path]
         paths[path] = {"get": _get(summary, params)}
+    paths.update(_review_paths())
     paths.update(_admin_paths())
     return {
         "openapi": "3.1.0",
@@ -247,7 +263,40 @@ def _invocations_request(max_rows: int) -> dict[str, Any]:
     }
 
 
-def _predict_response() -> dict[str, Any]:
+def _predict_path() -> dict[str, Any]:
+    path = _post(
+        "Predict labels and class probabilities for records keyed by feature name. In an "
+        "automation mode other than full, rows that need a person are queued for review "
+        "(202; each pending row has a review id to poll).",
+        "PredictRequest",
+        _predict_response(),
+    )
+    op = path["post"]
+    op["parameters"].append({
+        "name": "X-Callback-URL",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "http(s) URL the server POSTs each review decision of this request "
+        "to (automation modes other than full; ignored in full mode)",
+    })  # fmt: skip
+    pending = _predict_response(_array_of_any("Prediction", "PendingPrediction"))
+    pending["required"] = [*pending["required"], "mode", "pending"]
+    op["responses"]["202"] = {
+        "description": "some rows wait for human review (automation modes other than full)",
+        "content": {"application/json": {"schema": pending}},
+        "headers": _HEADERS,
+    }
+    op["responses"].update(_errors(503))
+    op["responses"]["503"]["description"] = "the review queue cannot be written (retry)"
+    return path
+
+
+def _array_of_any(*names: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"anyOf": [_ref(n) for n in names]}}
+
+
+def _predict_response(predictions: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["request_id", "model", "predictions"],
@@ -266,7 +315,9 @@ def _predict_response() -> dict[str, Any]:
                     },
                 },
             },
-            "predictions": _array_of("Prediction"),
+            "predictions": predictions or _array_of("Prediction"),
+            "mode": {"enum": list(AUTOMATION_MODES), "description": "when not full"},
+            "pending": {"type": "integer", "description": "rows waiting for review"},
         },
     }
 
@@ -314,7 +365,9 @@ def _post(
                 "200": {"description": "predictions", "content": answers, "headers": _HEADERS},
                 **_errors(400, 404, 413, 415, 422),
                 "409": {
-                    "description": "X-Model-Arm asks for the challenger, but no rollout runs",
+                    "description": "X-Model-Arm asks for the challenger, but no rollout runs; "
+                    "or the automation mode is not full (every route but /predict); or the "
+                    "request id already has other rows queued for review (/predict)",
                     "content": {"application/json": {"schema": _ERR}},
                 },
             },
@@ -576,6 +629,19 @@ def _admin_paths() -> dict[str, Any]:
                 errors=(409, 422),
             )
         },
+        "/admin/automation": {
+            "get": _admin(
+                "The live automation mode and threshold, and the mode this worker answers in.",
+                _ref("AutomationStatus"),
+            ),
+            "post": _admin(
+                "Set the automation mode (and partial mode's threshold) for every worker "
+                "sharing the store; each follows within a second.",
+                _ref("AutomationStatus"),
+                body=_ref("AutomationChange"),
+                errors=(400, 409, 413, 422, 503),
+            ),
+        },
         "/admin/feedback": {
             "post": _admin(
                 "Import true labels from a CSV file (request_id, label and optionally row), "
@@ -592,6 +658,232 @@ def _admin_paths() -> dict[str, Any]:
                     ),
                 ],
                 errors=(400, 404, 409, 413, 415, 422, 503),
+            )
+        },
+    }
+
+
+# -- the review queue -------------------------------------------------------------------
+
+
+def _review_schemas(classes: list[str]) -> dict[str, Any]:
+    text, number, count = {"type": "string"}, {"type": "number"}, {"type": "integer"}
+    maybe_text, maybe_number = {"type": ["string", "null"]}, {"type": ["number", "null"]}
+    states = {"type": "string", "enum": ["pending", "escalated", "labelled"]}
+    item = {
+        "type": "object",
+        "description": "suggestion, confidence and probabilities only in the modes that "
+        "show them (assist, partial)",
+        "required": ["review_id", "state", "mode", "created_at", "features", "label", "skips"],
+        "properties": {
+            "review_id": text, "state": states, "request_id": text, "row": count,
+            "mode": {"type": "string", "enum": list(AUTOMATION_MODES)},
+            "created_at": number, "model_name": text, "model_version": maybe_text,
+            "features": {"type": "object"}, "label": maybe_text, "decided_by": maybe_text,
+            "decided_at": maybe_number, "skips": count, "suggestion": maybe_text,
+            "confidence": maybe_number, "probabilities": {"type": ["object", "null"]},
+        },
+    }  # fmt: skip
+    event = {
+        "type": "object",
+        "properties": {"time": number, "action": text, "who": text, "label": maybe_text,
+                       "note": text},
+    }  # fmt: skip
+    detail = {
+        "allOf": [
+            _ref("ReviewItem"),
+            {
+                "type": "object",
+                "required": ["classes", "events"],
+                "properties": {
+                    "classes": {"type": "array", "items": text},
+                    "events": {"type": "array", "items": event},
+                },
+            },
+        ]
+    }
+    part = {"type": "object", "properties": {"rows": {"type": "object"},
+                                             "reviews": {"type": "object"},
+                                             "agreement": {"type": "object"},
+                                             "automation_rate": maybe_number}}  # fmt: skip
+    return {
+        "ReviewPoll": {
+            "type": "object",
+            "required": ["review_id", "state", "label", "decided_by", "decided_at"],
+            "properties": {
+                "review_id": text,
+                "request_id": text,
+                "row": count,
+                "state": states,
+                "label": maybe_text,
+                "decided_by": maybe_text,
+                "decided_at": maybe_number,
+            },
+        },
+        "ReviewItem": item,
+        "ReviewDetail": detail,
+        "ReviewList": {
+            "type": "object",
+            "required": ["items", "counts"],
+            "properties": {"items": _array_of("ReviewItem"), "counts": {"type": "object"}},
+        },
+        "ReviewDecision": {
+            "type": "object",
+            "required": ["action", "reviewer"],
+            "additionalProperties": False,
+            "properties": {
+                "action": {"type": "string", "enum": ["label", "skip", "escalate"]},
+                "label": {"type": "string", "enum": classes, "description": "for label"},
+                "reviewer": {"type": "string", "minLength": 1, "description": "who decides"},
+                "note": text,
+            },
+        },
+        "ReviewStats": {
+            "allOf": [
+                part,
+                {
+                    "type": "object",
+                    "required": ["rows", "automation_rate", "agreement", "by_mode"],
+                    "properties": {"by_mode": {"type": "object", "additionalProperties": part}},
+                },
+            ]
+        },
+        "AutomationStatus": {
+            "type": "object",
+            "required": ["mode", "threshold", "source", "worker"],
+            "properties": {
+                "model_name": text,
+                "mode": {"type": "string", "enum": list(AUTOMATION_MODES)},
+                "threshold": number,
+                "revision": count,
+                "updated_at": maybe_number,
+                "updated_by": text,
+                "source": {"type": "string", "enum": ["config", "store"]},
+                "worker": {"type": "object", "description": "the mode this worker answers in"},
+                "modes": {"type": "array", "items": text},
+            },
+        },
+        "AutomationChange": {
+            "type": "object",
+            "required": ["mode"],
+            "additionalProperties": False,
+            "properties": {
+                "mode": {"type": "string", "enum": list(AUTOMATION_MODES)},
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        },
+    }
+
+
+def _review_op(
+    summary: str,
+    response: dict[str, Any] | None,
+    *,
+    errors: tuple[int, ...],
+    params: list[dict[str, Any]] | None = None,
+    body: str | None = None,
+    reviewer: bool = True,
+) -> dict[str, Any]:
+    """A review operation; ``reviewer``: behind the reviewer token when one is configured."""
+    ok: dict[str, Any] = {"description": "ok"}
+    if response is not None:
+        ok["content"] = {"application/json": {"schema": response}}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": ["review"],
+        "parameters": params or [],
+        "responses": {"200": ok, **_errors(*errors)},
+    }
+    if reviewer:
+        op["description"] = (
+            "Send 'Authorization: Bearer <token>' with the reviewers' token "
+            "(serve.automation.reviewer_token_file) or the admin token, when the server has "
+            "either; without both the reviewer API is open."
+        )
+        op["responses"]["401"] = {
+            "description": "no bearer token, or a wrong one",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "required": True}},
+            "content": {"application/json": {"schema": _ERR}},
+        }
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return op
+
+
+def _review_paths() -> dict[str, Any]:
+    review_id = {
+        "name": "review_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "a review_id of a pending row of a POST /predict answer",
+    }
+    listing = [
+        _query("state", {"type": "string", "enum": ["pending", "escalated", "labelled"]},
+               "only items in this state (default: all)"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 50"),
+        _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9}, "default 0"),
+    ]  # fmt: skip
+    exclude = _query("exclude", {"type": "string"}, "comma-separated review ids to leave out")
+    since = _query(
+        "since", {"type": "number", "minimum": 0, "maximum": 1e10}, "unix seconds (default: all)"
+    )
+    next_op = _review_op(
+        "The pending item to decide next (the oldest; skipped ones behind the others).",
+        _ref("ReviewDetail"),
+        errors=(400, 503),
+        params=[exclude],
+    )
+    next_op["responses"]["204"] = {"description": "the queue is empty"}
+    page = _review_op("The review web page.", None, errors=(404,), reviewer=False)
+    page["responses"]["200"]["content"] = {"text/html": {"schema": {"type": "string"}}}
+    return {
+        "/reviews/{review_id}": {
+            "get": _review_op(
+                "The decision on a pending row, for the caller who sent it (no token: the "
+                "unguessable id is the key).",
+                _ref("ReviewPoll"),
+                errors=(404, 503),
+                params=[review_id],
+                reviewer=False,
+            )
+        },
+        "/review": {"get": page},
+        "/review/api/items": {
+            "get": _review_op(
+                "Review items (open ones in queue order) and the count per state.",
+                _ref("ReviewList"),
+                errors=(400, 422, 503),
+                params=listing,
+            )
+        },
+        "/review/api/items/{review_id}": {
+            "get": _review_op(
+                "One item: its features, the model's classes and what happened to it.",
+                _ref("ReviewDetail"),
+                errors=(404, 503),
+                params=[review_id],
+            ),
+            "post": _review_op(
+                "Decide an item: label (final; also stored as the prediction's feedback), "
+                "skip (behind the others) or escalate.",
+                _ref("ReviewDetail"),
+                errors=(400, 404, 409, 413, 422, 503),
+                params=[review_id],
+                body="ReviewDecision",
+            ),
+        },
+        "/review/api/next": {"get": next_op},
+        "/review/api/stats": {
+            "get": _review_op(
+                "Automation rate (rows answered automatically / all rows) and agreement "
+                "(labels equal to the model's suggestion), overall and per mode.",
+                _ref("ReviewStats"),
+                errors=(400, 503),
+                params=[since],
             )
         },
     }

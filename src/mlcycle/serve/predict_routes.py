@@ -6,6 +6,10 @@ third of a one-row request's cost); every other request, and every other method 
 paths, goes on to the Starlette app in :mod:`mlcycle.serve.app`. The behaviour is the same
 as a Starlette route's: JSON errors with 4xx statuses, ``X-Request-ID`` and
 ``X-Model-Version`` headers, metrics.
+
+In an automation mode other than ``full`` (:mod:`mlcycle.serve.automation`), ``/predict``
+queues the rows a person must decide and answers 202 while any waits; ``/invocations`` and
+OIP inference cannot say "pending" and answer 409. ``full`` mode reads one attribute more.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from mlcycle.serve import oip
+from mlcycle.serve.automation import callback_url, not_full
 from mlcycle.serve.errors import (
     RequestError,
     body_too_large,
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
     from mlcycle.rollout.router import Routing
     from mlcycle.serve.app import ServerState
     from mlcycle.serve.arms import Arm
+    from mlcycle.serve.automation import Policy
+    from mlcycle.serve.validation import FeatureBatch
 
 __all__ = ["PredictionRoutes", "RequestIds", "pipeline_latency"]
 
@@ -84,6 +91,8 @@ class Call:
     #: The arm that answered, and the challenger to mirror the request to (shadow).
     arm: Arm | None = None
     mirror: Arm | None = None
+    #: The status of a successful answer: 202 while rows wait for review.
+    status: int = 200
 
 
 def pipeline_latency(header: str | None) -> float | None:
@@ -185,7 +194,7 @@ class PredictionRoutes:
             call.pipeline_latency = pipeline_latency(headers.get("x-pipeline-start"))
             call.body = await self._body(headers, receive)
             body, extra = await handler(call, rid)
-            status = 200
+            status = call.status
         except RequestError as exc:
             status, body = exc.status, orjson.dumps(exc.to_dict())
             error = f"{exc.code}: {exc}"
@@ -216,7 +225,7 @@ class PredictionRoutes:
         if monitor is not None and status != 499:
             pipeline = headers.get("x-pipeline-id")
             since_start = call.pipeline_latency
-            if call.outcome is not None and status == 200:
+            if call.outcome is not None and status < 300:
                 monitor.record(
                     rid,
                     *call.outcome,
@@ -225,7 +234,7 @@ class PredictionRoutes:
                     pipeline_id=pipeline,
                     pipeline_latency=since_start,
                 )
-            else:
+            elif status >= 300:  # (human_only mode: nothing predicted, nothing failed)
                 monitor.record_error(
                     rid,
                     status,
@@ -235,7 +244,7 @@ class PredictionRoutes:
                     pipeline_id=pipeline,
                     pipeline_latency=since_start,
                 )
-        if call.mirror is not None and call.outcome is not None and status == 200:
+        if call.mirror is not None and call.outcome is not None and status < 300:
             state.shadow.mirror(
                 call.mirror,
                 rid,
@@ -271,6 +280,9 @@ class PredictionRoutes:
         routing = self.state.routing
         model = routing.champion.model
         batch = decode_predict(call.body, call.headers.get("content-type"), model.validator)
+        policy = self.state.policy
+        if policy.mode != "full":
+            return await self._predict_reviewed(call, rid, batch, routing, policy)
         arm = _choose(call, rid, routing, batch.inputs)
         labels, proba = await self.state.predict(arm, batch)
         call.outcome = (batch.inputs, proba)
@@ -281,7 +293,38 @@ class PredictionRoutes:
         }
         return orjson.dumps(doc), {}
 
+    async def _predict_reviewed(
+        self, call: Call, rid: str, batch: FeatureBatch, routing: Routing, policy: Policy
+    ) -> tuple[bytes, dict[str, str]]:
+        """``/predict`` in a mode other than full: queue what needs a person (202)."""
+        automation = self.state.automation
+        if automation is None:  # check_automation_store keeps this from happening
+            raise RequestError(
+                503,
+                "monitoring_off",
+                f"automation mode {policy.mode!r} queues rows for review in the monitoring "
+                "store, and this server has none; start it without --no-monitor",
+            )
+        callback = callback_url(call.headers.get("x-callback-url"), automation.settings.webhook)
+        prediction = None
+        if policy.mode == "human_only":  # no model is consulted
+            arm: Arm = routing.champion
+            call.arm = arm
+        else:
+            arm = _choose(call, rid, routing, batch.inputs)
+            automation.predicting(batch.rows)  # not full mode's rows (see Automation.flush)
+            try:
+                prediction = await self.state.predict(arm, batch)
+            except BaseException:
+                automation.predicting(-batch.rows)
+                raise
+            call.outcome = (batch.inputs, prediction[1])
+        doc, call.status = await automation.answer(rid, arm, batch, prediction, policy, callback)
+        return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), {}
+
     async def _invocations(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
+        if self.state.policy.mode != "full":
+            raise not_full(self.state.policy.mode, "/invocations")
         routing = self.state.routing
         model = routing.champion.model
         batch = decode_invocations(call.body, call.headers.get("content-type"), model.validator)
@@ -291,6 +334,8 @@ class PredictionRoutes:
         return orjson.dumps({"predictions": prediction_rows(labels, proba, model.classes)}), {}
 
     async def _infer(self, call: Call, rid: str) -> tuple[bytes, dict[str, str]]:
+        if self.state.policy.mode != "full":
+            raise not_full(self.state.policy.mode, "Open Inference Protocol inference")
         routing = self.state.routing
         model = routing.champion.model
         name, version = call.params.get("name"), call.params.get("version")

@@ -258,6 +258,12 @@ def _check(s: ServeSettings) -> None:
     problems += check_rollout_settings(s.rollout, "serve.rollout")
     problems += check_automation_settings(s.automation, "serve.automation")
     problems += check_retrain_trigger(s.retrain, "serve.retrain")
+    if s.automation.mode != "full" and not s.monitor.enabled:
+        problems.append(
+            f"serve.automation.mode is {s.automation.mode!r}, which queues rows for human "
+            "review in the monitoring store, but monitoring is off (--no-monitor or "
+            "serve.monitor.enabled=false); turn monitoring on, or set serve.automation.mode=full"
+        )
     if not 0 <= s.port <= 65535:
         problems.append(f"serve.port must be 0-65535, not {s.port}")
     if s.workers < 1:
