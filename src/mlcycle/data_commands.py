@@ -1,4 +1,4 @@
-"""``mlcycle data add | push | pull | status``: DVC-tracked data with a schema.
+"""``mlcycle data add | push | pull | status | feedback``: DVC-tracked data with a schema.
 
 These wrap real DVC; plain ``dvc`` commands keep working on the same project.
 """
@@ -15,7 +15,7 @@ from mlcycle.config.project import Project
 from mlcycle.config.structured import DataConfig
 from mlcycle.exceptions import DataError
 
-__all__ = ["add", "pull", "push", "status"]
+__all__ = ["add", "feedback", "pull", "push", "status"]
 
 
 def add(
@@ -138,3 +138,91 @@ def status(*, overrides: list[str] | None = None) -> None:
     print(
         f"remote '{remote}': {dvc.status(project.root, cloud=True, remote=remote, targets=files)}"
     )
+
+
+def feedback(
+    out: Path | None = None,
+    *,
+    since: str | None = None,
+    model: str | None = None,
+    dvc: bool = True,
+    store: str | None = None,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Export the monitoring store's labels as a dataset file and track it with DVC.
+
+    Parameters
+    ----------
+    out
+        The CSV file; default ``data/feedback.csv`` in the project.
+    since
+        Only labels given from then on: Unix seconds or an ISO 8601 time.
+    model
+        Only labels of this model name's predictions.
+    dvc
+        Track the file with DVC (a new data version when it changed).
+    store
+        The monitoring store; default ``serve.monitor.store``, else ``monitor.db`` in
+        the project root.
+    overrides
+        Config overrides (``data=NAME`` chooses whose schema the file follows).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    from mlcycle.data import dvc as dvc_cli
+    from mlcycle.data.feedback_export import export_feedback, parse_since
+    from mlcycle.data.load import load_dataset, schema_file
+    from mlcycle.data.schema import Schema
+    from mlcycle.exceptions import ProjectError
+    from mlcycle.monitor.store import DEFAULT_STORE_FILE, connect
+
+    project = Project.discover()
+    cfg = to_config(compose(overrides, project=project))
+    target = project.path(out or Path("data") / "feedback.csv").resolve()
+    if target == project.path(cfg.data.path).resolve():
+        raise DataError(
+            f"--out {target} is the training data file of data={cfg.data.name}; "
+            "write the feedback to its own file (default data/feedback.csv)"
+        )
+    if dvc:
+        if not dvc_cli.is_repo(project.root):
+            raise ProjectError(
+                f"{project.root} is not a DVC repository, so the export cannot be tracked; "
+                "run `mlcycle init` (or `dvc init`) there, or pass --no-dvc"
+            )
+        try:
+            target.relative_to(project.root.resolve())
+        except ValueError:
+            raise DataError(
+                f"--out {target} is outside the project {project.root}; DVC tracks files "
+                "inside it: choose a path under the project, or pass --no-dvc"
+            ) from None
+    since_seconds = parse_since(since) if since else None
+    path = schema_file(cfg.data, project)
+    schema = Schema.load(path) if path.is_file() else load_dataset(cfg.data, project).schema
+    location = store or cfg.serve.monitor.store or str(project.root / DEFAULT_STORE_FILE)
+    if "://" not in location and not Path(location).expanduser().is_file():
+        raise DataError(
+            f"there is no monitoring store at {location} yet, so there is no feedback to export; "
+            "serve a model with monitoring (`mlcycle serve`) and send labels, or pass --store"
+        )
+    engine = connect(location)
+    shown = engine.url.render_as_string(hide_password=True) if "://" in location else location
+    try:
+        summary = export_feedback(
+            engine,
+            schema,
+            target,
+            since=since_seconds,
+            model=model,
+            dvc_root=project.root if dvc else None,
+            store_name=shown,
+        )
+    finally:
+        engine.dispose()
+    for line in summary.lines(project.root):
+        print(line)
+    return target
