@@ -39,7 +39,7 @@ HYDRA_COMMANDS: dict[str, str] = {
 
 PLAIN_COMMANDS: dict[str, str] = {
     "init": "create a project: git, DVC, conf/, dvc.yaml pipeline, DVC remote",
-    "data": "add, push, pull or show the status of DVC-tracked data",
+    "data": "add, push, pull or show the status of DVC-tracked data; export feedback labels",
     "models": "list registered model versions, aliases, metrics and history",
     "promote": "move the 'champion' alias to a model version",
     "rollback": "move 'champion' back to the previous champion",
@@ -49,11 +49,13 @@ PLAIN_COMMANDS: dict[str, str] = {
     "drift": "data drift between a reference and a current file (CSV or Parquet)",
     "monitor": "list and acknowledge alarms, write monitoring reports (HTML + JSON)",
     "feedback": "import ground-truth labels for logged predictions from a CSV file",
+    "retrain": "retrain on labelled feedback; a model that beats the champion becomes challenger",
+    "automation": "calibrate the confidence threshold; show or set a server's automation mode",
     "demo": "run the end-to-end demo in a fresh project",
     "completion": "print the bash completion script",
 }
 
-DATA_ACTIONS = ("add", "push", "pull", "status")
+DATA_ACTIONS = ("add", "push", "pull", "status", "feedback")
 
 
 def _usage() -> str:
@@ -162,11 +164,34 @@ def _cmd_data(rest: list[str]) -> None:
         ("status", "show what changed locally and what the remote lacks"),
     ):
         _add_overrides(sub.add_parser(action, help=text))
+    fb = sub.add_parser(
+        "feedback",
+        help="export the labels of reviews and feedback as a DVC-tracked dataset file",
+    )
+    fb.add_argument("--out", type=Path, help="CSV file to write (default data/feedback.csv)")
+    fb.add_argument("--since", help="only labels from then on: ISO 8601 time or Unix seconds")
+    fb.add_argument("--model", help="only labels of this registered model's predictions")
+    fb.add_argument("--no-dvc", action="store_true", help="write the file, do not track it")
+    fb.add_argument(
+        "--store",
+        metavar="URL_OR_PATH",
+        help="monitoring store (default serve.monitor.store, else monitor.db in the project)",
+    )
+    _add_overrides(fb)
     ns = p.parse_args(rest)
     from mlcycle import data_commands
 
     if ns.action == "add":
         data_commands.add(ns.path, label=ns.label, name=ns.name, overrides=ns.overrides)
+    elif ns.action == "feedback":
+        data_commands.feedback(
+            ns.out,
+            since=ns.since,
+            model=ns.model,
+            dvc=not ns.no_dvc,
+            store=ns.store,
+            overrides=ns.overrides,
+        )
     else:
         getattr(data_commands, ns.action)(overrides=ns.overrides)
 
@@ -282,6 +307,18 @@ def _cmd_feedback(rest: list[str]) -> None:
     feedback_command.run(ns)
 
 
+def _cmd_retrain(rest: list[str]) -> None:
+    from mlcycle.retrain.command import main as retrain_main
+
+    retrain_main(rest)
+
+
+def _cmd_automation(rest: list[str]) -> None:
+    from mlcycle.review.commands import automation_command
+
+    automation_command(rest)
+
+
 def _project_monitor_store() -> str | None:
     """``serve.monitor.store`` of the project here, if it sets one (else the default)."""
     from mlcycle.config.project import find_project_root
@@ -364,10 +401,20 @@ def _cmd_demo(rest: list[str]) -> None:
     p.add_argument(
         "--jobs", type=int, default=2, help="parallel sweep jobs (joblib launcher); default 2"
     )
+    p.add_argument(
+        "--scenario",
+        choices=("lifecycle", "drift"),
+        default="lifecycle",
+        help="lifecycle: the whole lifecycle (default); drift: the closed loop (drift alarm "
+        "-> retrain -> gate -> canary -> promotion) with no human step",
+    )
     ns = p.parse_args(rest)
-    from mlcycle.demo import run_demo
+    from mlcycle.demo import run_demo, run_drift_demo
 
-    run_demo(ns.dir, jobs=ns.jobs)
+    if ns.scenario == "drift":
+        run_drift_demo(ns.dir)
+    else:
+        run_demo(ns.dir, jobs=ns.jobs)
 
 
 def _cmd_completion(rest: list[str]) -> None:
@@ -391,6 +438,8 @@ _PLAIN: dict[str, Callable[[list[str]], None]] = {
     "drift": _cmd_drift,
     "monitor": _cmd_monitor,
     "feedback": _cmd_feedback,
+    "retrain": _cmd_retrain,
+    "automation": _cmd_automation,
     "demo": _cmd_demo,
     "completion": _cmd_completion,
 }

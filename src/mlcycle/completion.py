@@ -70,6 +70,14 @@ def candidates(line: str) -> list[str]:
 
         prefix = "" if len(args) == 1 else args[1]
         return sorted(a for a in ROLLOUT_ACTIONS if a.startswith(prefix))
+    if command == "retrain" and (len(args) == 1 or (len(args) == 2 and not new_word)):
+        prefix = "" if len(args) == 1 else args[1]
+        return [a for a in ("history",) if a.startswith(prefix)]
+    if command == "automation" and (len(args) == 1 or (len(args) == 2 and not new_word)):
+        from mlcycle.review.commands import ACTIONS as AUTOMATION_ACTIONS
+
+        prefix = "" if len(args) == 1 else args[1]
+        return sorted(a for a in AUTOMATION_ACTIONS if a.startswith(prefix))
     if command == "completion":
         return ["bash"]
     if command in HYDRA_COMMANDS:

@@ -36,7 +36,10 @@ from mlcycle.summary import fmt
 if TYPE_CHECKING:
     from mlcycle.tracking import TrackingContext
 
-__all__ = ["mlcycle_command", "run_demo"]
+__all__ = ["SCENARIOS", "mlcycle_command", "run_demo", "run_drift_demo"]
+
+#: What ``mlcycle demo --scenario`` runs: the whole lifecycle, or the closed loop.
+SCENARIOS = ("lifecycle", "drift")
 
 
 def mlcycle_command() -> list[str]:
@@ -137,6 +140,61 @@ def run_demo(directory: Path | None = None, *, jobs: int = 2) -> Path:
     _step(console, 11, total, "list the monitor's alarms", ["monitor", "alarms", "--all"], root)
     _summary(console, root, time.perf_counter() - start)
     return root
+
+
+def run_drift_demo(directory: Path | None = None) -> Path:
+    """The closed loop with no human step (see :mod:`mlcycle.demo_drift`); returns the project.
+
+    Raises
+    ------
+    SystemExit
+        A step failed, a request failed, or the retrained model was not promoted.
+    """
+    from mlcycle.demo_drift import SCENARIO_CONFIG, run_drift_loop, show_loop
+
+    console = Console()
+    start = time.perf_counter()
+    root = (directory or Path(tempfile.mkdtemp(prefix="mlcycle-drift-"))).resolve()
+    if root.exists() and any(root.iterdir()):
+        root = root / "project"
+    console.print(f"[bold]mlcycle demo --scenario drift[/bold] in {root}")
+    total = 6
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _step(console, 1, total, "create the project", ["init", str(root)], root.parent)
+    _step(console, 2, total, "train the first model", ["train"], root)
+    _step(console, 3, total, "promote it to champion", ["promote", "1"], root)
+    conf = root / "conf" / "config.yaml"
+    conf.write_text(conf.read_text() + SCENARIO_CONFIG)
+    console.rule(f"[bold]4/{total}[/bold] serve it; the traffic drifts; watch the loop close")
+    console.print(f"conf/config.yaml now ends with:{SCENARIO_CONFIG}", style="dim")
+    data, label = _data_file(root)
+    out = run_drift_loop(console, mlcycle_command(), root, data, label)
+    show_loop(console, out)
+    if out.promoted:
+        _wait_for_champion(root, str(out.rollout.get("challenger_version")))
+    _step(console, 5, total, "the retrainings", ["retrain", "history"], root)
+    _step(console, 6, total, "the registry", ["models"], root)
+    console.print(f"[bold]drift scenario[/bold] took {time.perf_counter() - start:.0f}s in {root}")
+    if out.failed or not out.promoted:
+        console.print(
+            f"[red]the loop did not close[/red]: {out.failed} failed requests, "
+            f"milestones {list(out.marks)}"
+        )
+        raise SystemExit(1)
+    return root
+
+
+def _wait_for_champion(root: Path, version: str, timeout: float = 30.0) -> None:
+    """Wait until the registry's champion is ``version`` (the server moves it in the
+    background after a promotion)."""
+    from mlcycle import registry
+
+    ctx, name = _registry(root)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if registry.lookup_version(ctx, f"@{registry.CHAMPION}", default_name=name) == version:
+            return
+        time.sleep(0.5)
 
 
 def _data_file(root: Path) -> tuple[Path, str]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from mlcycle._optional import require
 from mlcycle.config.project import Project
 from mlcycle.config.structured import Config
 from mlcycle.data.dataset import Dataset
@@ -35,6 +36,7 @@ from mlcycle.train.fit import TrainedModel, fit_model
 
 __all__ = [
     "Evaluation",
+    "RunExtras",
     "TrainResult",
     "config_dict",
     "evaluate_model",
@@ -58,6 +60,28 @@ class Evaluation:
     def test(self) -> dict[str, Any]:
         """Test-set metrics."""
         return dict(self.report["splits"]["test"])
+
+
+@dataclass
+class RunExtras:
+    """What a caller adds to a training run, its bundle and its registered version.
+
+    Retraining uses it to record where a model came from (its parent, the feedback data,
+    the gate's verdict); plain ``mlcycle train`` adds nothing.
+    """
+
+    # Tags of the MLflow run and of the registered version.
+    tags: dict[str, str] = field(default_factory=dict)
+    # Nested metrics logged to the run (dotted keys, like the evaluation's).
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # JSON documents logged as run artifacts: file name -> document.
+    documents: dict[str, Any] = field(default_factory=dict)
+    # The model this one derives from (lineage.json's "parent").
+    parent: dict[str, Any] | None = None
+    # More top-level entries of lineage.json.
+    lineage: dict[str, Any] = field(default_factory=dict)
+    # Register the bundle whatever train.register says (None: as it says).
+    register: bool | None = None
 
 
 @dataclass
@@ -195,6 +219,8 @@ def export_and_register(
     splits: Splits,
     evaluation: Evaluation,
     dest: Callable[[str], Path],
+    *,
+    extra: RunExtras | None = None,
 ) -> TrainResult:
     """Track the run in MLflow, export the bundle (with parity), log it and register it.
 
@@ -205,6 +231,8 @@ def export_and_register(
     ----------
     dest
         Maps the MLflow run id to the bundle folder to write.
+    extra
+        Tags, metrics, JSON documents and lineage to add (retraining's provenance).
     """
     from mlcycle.registry import register_bundle
     from mlcycle.tracking import (
@@ -219,10 +247,12 @@ def export_and_register(
     plain = config_dict(raw)
     data_version = splits.train.version
     git = git_state(project.root)
+    extra = extra or RunExtras()
     tags = {
         **cfg.tracking.tags,
         "mlcycle.model_family": trained.family,
         "mlcycle.data_path": data_version.path,
+        **extra.tags,
     }
     with start_run(
         ctx,
@@ -235,6 +265,10 @@ def export_and_register(
         run_id = run.info.run_id
         log_config(plain)
         log_metrics(evaluation.report["splits"])
+        if extra.metrics:
+            log_metrics(extra.metrics)
+        if extra.documents:
+            _log_documents(extra.documents)
         model = to_onnx(trained.pipeline, splits.train.schema)
         parity = check_parity(trained, model, splits.val, cfg.train.parity_tolerance)
         log_metrics({"parity": {"max_abs_diff": parity.max_abs_diff}})
@@ -248,17 +282,23 @@ def export_and_register(
                 "experiment_id": run.info.experiment_id,
                 "tracking_uri": ctx.tracking_uri,
             },
+            parent=extra.parent,
         )
+        lineage.update(extra.lineage)
         bundle_path = _write_bundle(dest(run_id), cfg, trained, splits, model, evaluation, lineage)
         artifact_uri = log_artifacts(bundle_path, "bundle")
         version = None
-        if cfg.train.register:
+        if cfg.train.register if extra.register is None else extra.register:
             version = register_bundle(
                 ctx,
                 cfg.tracking.registered_model,
                 run_id,
                 artifact_uri,
-                tags={"mlcycle.model_family": trained.family, "mlcycle.data_md5": data_version.md5},
+                tags={
+                    "mlcycle.model_family": trained.family,
+                    "mlcycle.data_md5": data_version.md5,
+                    **extra.tags,
+                },
             )
     return TrainResult(
         family=trained.family,
@@ -268,6 +308,13 @@ def export_and_register(
         evaluation=evaluation,
         parity=parity,
     )
+
+
+def _log_documents(documents: dict[str, Any]) -> None:
+    """Log JSON documents as artifacts of the active run."""
+    mlflow = require("mlflow", "train")
+    for name, doc in documents.items():
+        mlflow.log_dict(doc, name)
 
 
 def train(cfg: Config, project: Project, raw: DictConfig) -> TrainResult:

@@ -186,6 +186,42 @@ def test_another_class_mix_rolls_back_on_psi() -> None:
     assert decision.action == "rollback" and "output_psi failed: PSI" in decision.reason
 
 
+def test_a_new_class_mix_passes_when_labels_show_the_challenger_more_accurate() -> None:
+    # drifted traffic: the champion is wrong more often, so the truthful mix differs
+    ev = Evidence(
+        arm(1000, 1, labels=300, accuracy=0.7), arm(1000, 2, mix=(0.1, 0.2, 0.7), labels=300)
+    )
+    decision = analyse(ev, SETTINGS, bake_reached=True)
+    psi_check = by_name(decision)["output_psi"]
+    assert psi_check.value is not None and psi_check.value > SETTINGS.max_psi
+    assert psi_check.status == "pass" and "moved toward the truth" in psi_check.detail
+    assert decision.action == "promote"
+
+
+def test_a_new_class_mix_holds_while_labels_come_in_then_passes_on_them() -> None:
+    few = Evidence(
+        arm(1000, 1, labels=10, accuracy=0.7), arm(1000, 2, mix=(0.1, 0.2, 0.7), labels=10)
+    )
+    decision = analyse(few, SETTINGS, bake_reached=True)
+    assert by_name(decision)["output_psi"].status == "wait"
+    assert decision.action == "hold" and "output_psi" in decision.reason
+    unlabelled = Evidence(arm(1000, 1), arm(1000, 2, mix=(0.1, 0.2, 0.7)))
+    assert analyse(unlabelled, SETTINGS, bake_reached=True).action == "rollback"
+
+
+def test_a_new_class_mix_still_fails_when_the_challenger_is_less_accurate() -> None:
+    ev = Evidence(
+        arm(1000, 1, labels=60, accuracy=0.95),
+        arm(1000, 2, mix=(0.1, 0.2, 0.7), labels=60, accuracy=0.85),
+    )
+    decision = analyse(ev, SETTINGS, bake_reached=True)
+    accuracy = by_name(decision)["accuracy"]
+    assert accuracy.status == "pass"  # not significant on 60 labels ...
+    assert accuracy.value is not None and accuracy.value > 0  # ... but a drop
+    assert by_name(decision)["output_psi"].status == "fail"
+    assert decision.action == "rollback"
+
+
 def test_accuracy_sixty_against_ninety_five_rolls_back() -> None:
     ev = Evidence(arm(1000, 1, labels=200, accuracy=0.95), arm(1000, 2, labels=200, accuracy=0.6))
     decision = analyse(ev, SETTINGS, bake_reached=True)

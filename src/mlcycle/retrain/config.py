@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["GateConfig", "RetrainConfig"]
+from mlcycle.rollout.settings import MODES
+
+__all__ = ["GateConfig", "RetrainConfig", "check_retrain_config"]
 
 
 @dataclass
@@ -38,3 +40,39 @@ class RetrainConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     # Start the server's configured rollout (serve.rollout) once the gate passes.
     rollout: bool = True
+    # How that rollout runs: shadow, bluegreen or canary (its steps, bake and analysis
+    # are the server's serve.rollout settings).
+    rollout_mode: str = "canary"
+
+
+def check_retrain_config(cfg: RetrainConfig, where: str = "retrain") -> list[str]:
+    """Problems with ``cfg`` (empty when it is fine), each naming the setting.
+
+    Examples
+    --------
+    >>> check_retrain_config(RetrainConfig())
+    []
+    >>> check_retrain_config(RetrainConfig(recent_fraction=1.0))
+    ['retrain.recent_fraction must be in [0, 1), not 1.0']
+    """
+    problems: list[str] = []
+    if not cfg.feedback_path:
+        problems.append(
+            f"{where}.feedback_path must name the feedback dataset, e.g. data/feedback.csv"
+        )
+    if not 0 <= cfg.recent_fraction < 1:
+        problems.append(f"{where}.recent_fraction must be in [0, 1), not {cfg.recent_fraction}")
+    if cfg.min_new_rows < 1:
+        problems.append(f"{where}.min_new_rows must be at least 1, not {cfg.min_new_rows}")
+    if not str(cfg.champion).strip():
+        problems.append(f"{where}.champion must name the model to beat, e.g. champion")
+    if cfg.rollout_mode not in MODES:
+        problems.append(f"{where}.rollout_mode must be one of {MODES}, not {cfg.rollout_mode!r}")
+    gate = cfg.gate
+    if gate.slice_tolerance < 0:
+        problems.append(f"{where}.gate.slice_tolerance must be >= 0, not {gate.slice_tolerance}")
+    if gate.min_recent_labels < 1:
+        problems.append(
+            f"{where}.gate.min_recent_labels must be at least 1, not {gate.min_recent_labels}"
+        )
+    return problems

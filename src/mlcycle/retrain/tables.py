@@ -32,10 +32,14 @@ RETRAINS = sa.Table(
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
+    # The machine the pid lives on: only there can a dead process be told from a live one.
+    sa.Column("host", sa.String(255), nullable=True),
     # The champion it tried to beat, and what it produced.
     sa.Column("parent_version", sa.String(100), nullable=True),
     sa.Column("run_id", sa.String(100), nullable=True),
     sa.Column("version", sa.String(100), nullable=True),
+    # The new version's bundle folder on this machine (what a server's rollout loads).
+    sa.Column("bundle", sa.Text, nullable=True),
     # JSON: data versions (training data md5, feedback dataset md5 and rows).
     sa.Column("data_versions", sa.Text, nullable=True),
     # JSON: every gate check with its numbers.

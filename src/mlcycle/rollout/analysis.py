@@ -12,7 +12,11 @@ Every check asks, one-sided, "is the challenger worse?" and ends ``pass``, ``fai
   another label than the champion's is above ``max_disagreement``, and
   ``probability_difference`` when the mean absolute difference of the probability of the
   champion's class is above ``max_probability_difference``;
-* ``output_psi`` fails when the PSI of the predicted-class mix is above ``max_psi``;
+* ``output_psi`` fails when the PSI of the predicted-class mix is above ``max_psi``,
+  unless the accuracy check passed with the challenger at least as accurate (then the
+  mix moved toward the truth: the champion was wrong, e.g. on drifted traffic); while
+  labels are coming in on both arms but are still too few, it waits for them instead
+  (and holds the rollout);
 * ``accuracy`` (rows with feedback) fails when a z-test on correct / labelled gives
   p < ``alpha`` and the challenger's accuracy is lower by more than
   ``max_accuracy_drop``.
@@ -181,8 +185,9 @@ def analyse(
                 diff_detail,
             )
         )
-    checks.append(_output_psi(champion, challenger, s))
-    checks.append(_accuracy(champion, challenger, s))
+    accuracy = _accuracy(champion, challenger, s)
+    checks.append(_output_psi(champion, challenger, s, accuracy))
+    checks.append(accuracy)
 
     failed = [c for c in checks if c.status == "fail"]
     if failed:
@@ -190,7 +195,7 @@ def analyse(
         return Decision("rollback", reason, tuple(checks))
     if not bake_reached:
         return Decision("hold", bake_detail or "the bake window is not over", tuple(checks))
-    waiting = [c for c in checks if c.status == "wait" and c.name in _NEEDED]
+    waiting = [c for c in checks if c.status == "wait" and _needed(c, s)]
     if waiting:
         reason = "waiting for evidence: " + "; ".join(f"{c.name}: {c.detail}" for c in waiting)
         return Decision("hold", reason, tuple(checks))
@@ -307,6 +312,14 @@ def _latency(champion: ArmSample, challenger: ArmSample, s: AnalysisSettings) ->
     return Check("latency", status, ratio, s.max_latency_p99_ratio, p, detail)
 
 
+def _needed(check: Check, s: AnalysisSettings) -> bool:
+    """Whether a waiting ``check`` holds the rollout: error rate and latency always; a
+    class mix beyond ``max_psi`` while the labels that could excuse it come in."""
+    if check.name in _NEEDED:
+        return True
+    return check.name == "output_psi" and check.value is not None and check.value > s.max_psi
+
+
 def _threshold(
     name: str,
     value: float | None,
@@ -324,16 +337,39 @@ def _threshold(
     return Check(name, "fail" if value > threshold else "pass", value, threshold, None, detail)
 
 
-def _output_psi(champion: ArmSample, challenger: ArmSample, s: AnalysisSettings) -> Check:
+def _output_psi(
+    champion: ArmSample, challenger: ArmSample, s: AnalysisSettings, accuracy: Check
+) -> Check:
+    """PSI of the class mix: a stand-in for quality while labels are scarce.
+
+    When the labels already show the challenger at least as accurate (``accuracy`` passed
+    with no drop), a changed mix is a change toward the truth (the champion was wrong,
+    e.g. on drifted traffic), so it does not fail.
+    """
     value = output_psi(champion.class_counts, challenger.class_counts)
     n = min(champion.rows, challenger.rows)
     detail = (
         f"PSI {value:.3f} of the predicted classes, challenger {_mix(challenger.class_counts)}"
         f" vs champion {_mix(champion.class_counts)}"
     )
-    return _threshold(
+    check = _threshold(
         "output_psi", value if n else None, s.max_psi, n, s.min_requests, "rows on an arm", detail
     )
+    if check.status != "fail":
+        return check
+    if accuracy.status == "pass" and accuracy.value is not None and accuracy.value <= 0:
+        detail += (
+            f"; above {s.max_psi:g}, but the labels show the challenger at least as accurate "
+            "(see accuracy), so the mix moved toward the truth"
+        )
+        return Check("output_psi", "pass", value, s.max_psi, None, detail)
+    if accuracy.status == "wait" and champion.labelled and challenger.labelled:
+        detail += (
+            f"; above {s.max_psi:g}, but labels are coming in: waiting for {s.min_labels} on "
+            "each arm to tell a better model from a worse one"
+        )
+        return Check("output_psi", "wait", value, s.max_psi, None, detail)
+    return check
 
 
 def _accuracy(champion: ArmSample, challenger: ArmSample, s: AnalysisSettings) -> Check:

@@ -71,6 +71,7 @@ from mlcycle.serve.validation import FeatureBatch
 
 if TYPE_CHECKING:
     from mlcycle.monitor.service import MonitorClient
+    from mlcycle.retrain.trigger import RetrainTrigger
     from mlcycle.rollout.controller import RolloutController
     from mlcycle.serve.automation import Automation
 
@@ -108,6 +109,7 @@ class ServerState:
         # review queue behind it (None without a monitoring store: full mode only).
         self.policy = Policy(settings.automation.mode, settings.automation.threshold)
         self.automation: Automation | None = None
+        self.retrainer: RetrainTrigger | None = None
         self._engine: Any = None
         self.openapi = orjson.dumps(openapi_document(model))
 
@@ -189,6 +191,8 @@ class ServerState:
 
     def close(self) -> None:
         """Stop every arm (their monitors write what they hold) and the rollout thread."""
+        if self.retrainer is not None:
+            self.retrainer.close()
         if self.rollouts is not None:
             self.rollouts.close()
         if self.automation is not None:
@@ -234,6 +238,8 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
 
         state.automation = Automation(state, state.store_engine())
         state.rollouts = RolloutController(state, state.store_engine())
+        if settings.retrain.on_alarms:
+            state.retrainer = _retrain_trigger(state)
         if state.reviewer_token is None and state.admin_token is None:
             log.warning(
                 "the review API (/review/api) is open to anyone who can reach this server: "
@@ -247,6 +253,8 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
             state.automation.start()  # the stored mode, before the first request
         if state.rollouts is not None:
             state.rollouts.start()
+        if state.retrainer is not None:
+            state.retrainer.start()
         try:
             yield
         finally:
@@ -289,6 +297,35 @@ def create_app(settings: ServeSettings, model: ServedModel | None = None) -> Pre
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
     return PredictionRoutes(state, app)
+
+
+def _retrain_trigger(state: ServerState) -> RetrainTrigger:
+    """The thread that retrains when a configured alarm fires (``serve.retrain``)."""
+    from mlcycle.config.project import find_project_root
+    from mlcycle.monitor.store import resolve_store
+    from mlcycle.retrain.trigger import RetrainTrigger
+
+    settings = state.settings
+    root = find_project_root()
+    is_project = (root / "conf" / "config.yaml").is_file()
+    rollouts = state.rollouts
+
+    def start_rollout(bundle: str, version: str, reason: str) -> int:
+        assert rollouts is not None
+        r = rollouts.begin(
+            mode=settings.retrain.rollout, bundle=bundle, version=version, who="retrain",
+            reason=reason,
+        )  # fmt: skip
+        return r.id
+
+    return RetrainTrigger(
+        settings.retrain,
+        state.store_engine(),
+        model_name=state.model.name,
+        store_url=resolve_store(settings.monitor.store),
+        project_root=root if is_project else None,
+        start_rollout=start_rollout,
+    )
 
 
 def start_monitor(
