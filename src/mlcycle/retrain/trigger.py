@@ -54,6 +54,7 @@ class FiredAlarm:
     id: int
     name: str
     metric: str
+    time: float
 
 
 def matching_alarms(
@@ -74,7 +75,7 @@ def matching_alarms(
     """
     wanted = list(names)
     query = (
-        sa.select(ALARMS.c.id, ALARMS.c.name, ALARMS.c.metric)
+        sa.select(ALARMS.c.id, ALARMS.c.name, ALARMS.c.metric, ALARMS.c.time)
         .where(
             ALARMS.c.id > after_id,
             ALARMS.c.state == "firing",
@@ -84,7 +85,8 @@ def matching_alarms(
         .order_by(ALARMS.c.id)
     )
     with engine.connect() as conn:
-        return [FiredAlarm(int(r.id), str(r.name), str(r.metric)) for r in conn.execute(query)]
+        rows = conn.execute(query)
+        return [FiredAlarm(int(r.id), str(r.name), str(r.metric), float(r.time)) for r in rows]
 
 
 def _last_alarm_id(engine: sa.Engine) -> int:
@@ -195,28 +197,48 @@ class RetrainTrigger:
         names = sorted({a.name for a in fired})
         if self.root is None:
             return None
-        last = self.store.latest(self.model_name)
-        if (
-            last is not None
-            and last.finished_at is not None
-            and time.time() - last.finished_at < self.settings.cooldown_seconds
-        ):
-            log.warning(
-                "retrain trigger: alarm(s) %s fired %.0f s after retrain %d ended, inside "
-                "serve.retrain.cooldown_seconds (%.0f s); not retraining",
-                names,
-                time.time() - last.finished_at,
-                last.id,
-                self.settings.cooldown_seconds,
-            )
-            return None
         with self._busy:
+            if self._in_cooldown(fired, names):
+                return None
             row = self.store.start(self.model_name, "alarm", "server", ids)
             if row is None:
                 log.info("retrain trigger: alarm(s) %s joined the running retraining", names)
                 return None
+            covered = self._covered_by_previous(row, fired)
+            if covered is not None:
+                return covered
             log.warning("retrain trigger: alarm(s) %s fired; retrain %d starts", names, row.id)
             return self._carry_out(row)
+
+    def _in_cooldown(self, fired: list[FiredAlarm], names: list[str]) -> bool:
+        """Whether the last retraining ended too recently (or after these alarms fired)."""
+        last = self.store.latest(self.model_name)
+        if last is None or last.finished_at is None:
+            return False
+        since = time.time() - last.finished_at
+        if since < self.settings.cooldown_seconds:
+            log.warning(
+                "retrain trigger: alarm(s) %s fired %.0f s after retrain %d ended, inside "
+                "serve.retrain.cooldown_seconds (%.0f s); not retraining",
+                names, since, last.id, self.settings.cooldown_seconds,
+            )  # fmt: skip
+            return True
+        return False
+
+    def _covered_by_previous(self, row: Retrain, fired: list[FiredAlarm]) -> Retrain | None:
+        """Finish ``row`` as skipped when the retraining before it ended after every one
+        of ``fired`` (they fired while it ran, so it covered them: no second run)."""
+        previous = [r for r in self.store.history(self.model_name, limit=2) if r.id != row.id]
+        if not previous or previous[0].finished_at is None:
+            return None
+        if max(a.time for a in fired) > previous[0].finished_at:
+            return None
+        return self.store.finish(
+            row.id,
+            "skipped",
+            f"alarms {[a.id for a in fired]} fired while retrain {previous[0].id} ran; it "
+            "covered them",
+        )
 
     def _carry_out(self, row: Retrain) -> Retrain:
         assert self.root is not None
