@@ -83,6 +83,7 @@ class LoopOutcome:
     requests: int = 0
     failed: int = 0
     labelled: int = 0
+    lost_labels: int = 0
     marks: dict[str, tuple[int, float]] = field(default_factory=dict)
     retrain: dict[str, Any] = field(default_factory=dict)
     rollout: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +115,7 @@ class _Loop:
         self.random = random.Random(0)
         self.out = LoopOutcome()
         self.drift_start = 0.0
+        self.unlabelled: list[tuple[float, dict[str, Any]]] = []
 
     def mark(self, name: str, say: Callable[[str], None], text: str) -> None:
         if name not in self.out.marks:
@@ -122,7 +124,7 @@ class _Loop:
             say(f"[bold]{name}[/bold] after {self.out.requests} requests, {seconds:.1f} s: {text}")
 
     def send(self, n: int, drifted: bool) -> None:
-        feedback = []
+        """``n`` one-row requests; then the labels of earlier ones (see :meth:`label`)."""
         for _ in range(n):
             i = self.random.randrange(len(self.records))
             record = _drifted(self.records[i]) if drifted else self.records[i]
@@ -140,15 +142,38 @@ class _Loop:
                 self.out.failed += 1
                 continue
             if self.random.random() < LABELLED_SHARE:
-                feedback.append({"request_id": rid, "row": 0, "label": self.truth[i]})
-        if feedback:
-            req = urllib.request.Request(
-                f"{self.url}/feedback",
-                data=json.dumps({"feedback": feedback}).encode(),
-                headers={"Content-Type": "application/json"},
-            )
+                item = {"request_id": rid, "row": 0, "label": self.truth[i]}
+                self.unlabelled.append((time.monotonic(), item))
+        self.label()
+
+    def label(self) -> None:
+        """Send the true labels of requests answered at least half a second ago.
+
+        The monitor logs a prediction a moment after answering it, and feedback for a
+        prediction not logged yet is refused (404, nothing stored): those labels are
+        sent again with the next round (and given up after 30 s).
+        """
+        now = time.monotonic()
+        ready = [item for t, item in self.unlabelled if now - t >= 0.5]
+        if not ready:
+            return
+        req = urllib.request.Request(
+            f"{self.url}/feedback",
+            data=json.dumps({"feedback": ready}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 self.out.labelled += int(json.load(resp).get("stored", 0))
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+            exc.close()
+            kept = [(t, item) for t, item in self.unlabelled if now - t < 30.0]
+            self.out.lost_labels += len(self.unlabelled) - len(kept)
+            self.unlabelled = kept
+            return
+        self.unlabelled = [(t, item) for t, item in self.unlabelled if now - t < 0.5]
 
     def watch(self, say: Callable[[str], None]) -> bool:
         """Look at alarms, retrainings and the rollout; True once it is all over."""
