@@ -55,10 +55,10 @@ SCENARIO_CONFIG = """
 # --- mlcycle demo --scenario drift: retrain on data drift, roll out as a canary ---
 serve:
   monitor:
-    window: {kind: count, size: 200, every: 50, min_seconds: 1.0, every_seconds: 3.0,
-             min_rows: 100}
+    window: {kind: count, size: 300, every: 50, min_seconds: 1.0, every_seconds: 3.0,
+             min_rows: 150}
     alarms:
-      - {name: dataset_drift, metric: drift.share, threshold: 0.2, min_samples: 100,
+      - {name: dataset_drift, metric: drift.share, threshold: 0.2, min_samples: 200,
          cooldown_seconds: 3600}
   retrain:
     on_alarms: [dataset_drift]

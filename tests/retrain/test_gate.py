@@ -14,7 +14,9 @@ from mlcycle.retrain.gate import judge
 
 def metrics(f1: float, rows: int = 100, **recalls: float | None) -> dict[str, Any]:
     """Metrics as evaluate_predictions returns them (the keys the gate reads)."""
-    per_class = {c: {"recall": r} for c, r in (recalls or {"a": f1, "b": f1}).items()}
+    per_class = {
+        c: {"recall": r, "support": rows} for c, r in (recalls or {"a": f1, "b": f1}).items()
+    }
     return {"f1_macro": f1, "log_loss": 1 - f1, "n_samples": rows, "per_class": per_class}
 
 
@@ -149,3 +151,32 @@ def test_an_undefined_metric_fails_the_improvement_check() -> None:
     candidate = sets(metrics(0.96) | {"f1_macro": None})
     verdict = run(candidate, sets(metrics(0.95)))
     assert "the candidate's f1_macro is undefined on holdout" in verdict.reason
+
+
+def test_a_class_recall_on_too_few_rows_is_reported_not_judged() -> None:
+    # the champion calls every drifted tumour malignant: recall 1.0 on 14 rows; one miss
+    # of the candidate there (0.93) says nothing at a 0.05 tolerance
+    cand = metrics(0.97, rows=45, malignant=0.93, benign=0.99)
+    champ = metrics(0.66, rows=45, malignant=1.0, benign=0.5)
+    cand["per_class"]["malignant"]["support"] = champ["per_class"]["malignant"]["support"] = 14
+    verdict = run(sets(metrics(0.96), cand), sets(metrics(0.96), champ), min_recent_labels=30)
+    slices = verdict.check("slices")
+    assert slices.passed and "recent.recall.malignant" not in slices.values["slices"]
+    assert slices.values["not_judged"] == ["recent recall of 'malignant' (14 rows)"]
+    assert "gate.min_slice_rows=30" in slices.detail
+    judged = run(
+        sets(metrics(0.96), cand), sets(metrics(0.96), champ), min_recent_labels=30,
+        min_slice_rows=10,
+    ).check("slices")  # fmt: skip
+    # judged now, and 0.07 lower, but 1 row in 14 is chance (p ~ 0.15): it passes, said so
+    assert judged.passed and judged.values["slices"]["recent.recall.malignant"]["p_value"] > 0.05
+    assert "lower but not significantly" in judged.detail
+
+
+def test_a_class_recall_drop_beyond_chance_fails() -> None:
+    cand = metrics(0.97, rows=60, malignant=0.70, benign=0.99)
+    champ = metrics(0.66, rows=60, malignant=1.0, benign=0.5)
+    verdict = run(sets(metrics(0.96), cand), sets(metrics(0.96), champ), min_recent_labels=30)
+    slices = verdict.check("slices")
+    assert not slices.passed and "recent recall of 'malignant' 0.7000 vs 1.0000" in slices.detail
+    assert slices.values["slices"]["recent.recall.malignant"]["p_value"] < 0.05

@@ -21,6 +21,11 @@ class GateConfig:
     # No slice (the holdout, each class's recall on each evaluation set) may be worse than
     # the champion's by more than this.
     slice_tolerance: float = 0.05
+    # A class's recall is judged on a set only with at least this many rows of the class
+    # there (on 20 rows one miss moves it by 0.05); smaller slices are reported only.
+    min_slice_rows: int = 30
+    # ... and fails only when a one-sided z-test says the drop is more than chance.
+    alpha: float = 0.05
     # Recent labelled rows needed to judge on recent traffic.
     min_recent_labels: int = 30
 
@@ -74,5 +79,11 @@ def check_retrain_config(cfg: RetrainConfig, where: str = "retrain") -> list[str
     if gate.min_recent_labels < 1:
         problems.append(
             f"{where}.gate.min_recent_labels must be at least 1, not {gate.min_recent_labels}"
+        )
+    if not 0.0 < gate.alpha < 1.0:
+        problems.append(f"{where}.gate.alpha must be in (0, 1), not {gate.alpha}")
+    if gate.min_slice_rows < 1:
+        problems.append(
+            f"{where}.gate.min_slice_rows must be at least 1, not {gate.min_slice_rows}"
         )
     return problems

@@ -9,8 +9,13 @@ labelled traffic, which neither model trained on). Three checks, all must pass:
     The candidate beats the champion by at least ``gate.margin`` on the gate metric, on
     recent traffic when it has ``gate.min_recent_labels`` labels, else on the holdout.
 ``slices``
-    On each judged set, the metric and every class's recall are not worse than the
-    champion's by more than ``gate.slice_tolerance``.
+    On each judged set, the metric and the recall of every class with at least
+    ``gate.min_slice_rows`` rows there are not worse than the champion's by more than
+    ``gate.slice_tolerance`` (a recall measured on fewer rows moves by more than the
+    tolerance with one row: it is reported, not judged). A class's recall fails only when
+    its drop is also more than chance: a one-sided two-proportion z-test gives
+    p < ``gate.alpha`` (the same test as the rollout analysis; both models are judged on
+    the same rows, which this unpaired test treats conservatively).
 ``baselines``
     Every fixed baseline (``evaluate.baselines`` entries with a ``value``) is met on the
     holdout.
@@ -27,6 +32,7 @@ from mlcycle.evaluate.baselines import compare_to_baselines
 from mlcycle.evaluate.metrics import higher_is_better, numeric_metric_keys
 from mlcycle.exceptions import ConfigError
 from mlcycle.retrain.config import GateConfig
+from mlcycle.rollout.analysis import proportions_z_test
 
 __all__ = ["EVALUATION_SETS", "GateCheck", "GateVerdict", "judge"]
 
@@ -161,6 +167,9 @@ def _slices(
     tolerance = gate.slice_tolerance
     slices: dict[str, dict[str, float]] = {}
     worse: list[str] = []
+    thin: list[str] = []  # class slices too small to tell a real drop from chance
+    counts: dict[str, int] = {}  # rows of each class slice (both models see the same rows)
+    chance: list[str] = []  # drops beyond the tolerance that chance explains
     sets = _judged_sets(candidate, champion, gate)
     for name in sets:
         cand, champ = candidate[name], champion[name]
@@ -171,6 +180,11 @@ def _slices(
         cand_classes = cand.get("per_class") or {}
         champ_classes = champ.get("per_class") or {}
         for cls in sorted(set(cand_classes) & set(champ_classes)):
+            support = int(cand_classes[cls].get("support") or 0)
+            if support < gate.min_slice_rows:
+                thin.append(f"{name} recall of {cls!r} ({support} rows)")
+                continue
+            counts[f"{name}.recall.{cls}"] = support
             pairs.append(
                 (
                     f"{name}.recall.{cls}",
@@ -186,18 +200,40 @@ def _slices(
                 continue  # e.g. a class absent from this set: nothing to compare
             drop = p - c if higher else c - p
             slices[key] = {"candidate": c, "champion": p, "drop": drop}
-            if drop > tolerance + _EPS:
-                worse.append(f"{label} {c:.4f} vs {p:.4f} ({-drop:+.4f})")
-    values: dict[str, Any] = {"tolerance": tolerance, "sets": sets, "slices": slices}
+            if drop <= tolerance + _EPS:
+                continue
+            n = counts.get(key)
+            if n is not None:  # a recall: is the drop more than chance on n rows?
+                _, p_value = proportions_z_test(round(p * n), n, round(c * n), n)
+                slices[key]["p_value"] = p_value
+                if p_value >= gate.alpha:
+                    chance.append(f"{label} {c:.4f} vs {p:.4f} on {n} rows, p={p_value:.2g}")
+                    continue
+            worse.append(f"{label} {c:.4f} vs {p:.4f} ({-drop:+.4f})")
+    values: dict[str, Any] = {
+        "tolerance": tolerance, "sets": sets, "slices": slices, "not_judged": thin,
+        "within_chance": chance,
+    }  # fmt: skip
+    unjudged = (
+        f"; not judged, fewer than gate.min_slice_rows={gate.min_slice_rows}: {', '.join(thin)}"
+        if thin
+        else ""
+    )
+    if chance:
+        unjudged += (
+            f"; lower but not significantly (one-sided z-test, p >= gate.alpha={gate.alpha:g}): "
+            + ", ".join(chance)
+        )
     if worse:
         detail = (
             f"worse than the champion by more than gate.slice_tolerance={tolerance:g} on: "
             + ", ".join(worse)
+            + unjudged
         )
         return GateCheck("slices", False, values, detail)
     detail = (
         f"no slice worse than the champion's by more than {tolerance:g} "
-        f"({len(slices)} slices on {' and '.join(sets)})"
+        f"({len(slices)} slices on {' and '.join(sets)}){unjudged}"
     )
     return GateCheck("slices", True, values, detail)
 
