@@ -216,7 +216,8 @@ def test_an_equivalent_challenger_is_promoted_through_every_canary_step(
     start(server, "canary", bundles["better"])
     r, requests, seconds = traffic.until(finished, feedback=True)
     _report("promotion", r, requests, seconds)
-    assert r["state"] == "promoted", r["last_analysis"]
+    events = admin(server, "rollout/history", method="GET")["events"]
+    assert r["state"] == "promoted", [(e["action"], e["reason"]) for e in events]
     events = admin(server, "rollout/history", method="GET")["events"]
     walk = [(e["action"], e["to_weight"]) for e in reversed(events)]
     assert walk == [("start", 10), ("step", 50), ("step", 100), ("promote", 100)]

@@ -403,21 +403,24 @@ class RolloutController:
 
 
 def _patient_on_latency(decision: Decision, bake_detail: str) -> Decision:
-    """Hold instead of an early rollback that only latency asks for.
+    """Hold instead of an early rollback that only latency or the class mix asks for.
 
     A challenger just loaded is slower for its first requests (cold caches, its monitor
-    process starting), so latency alone decides only when the bake window is over.
+    process starting), and the class mix of the first few dozen rows of each arm is noisy
+    (PSI has no significance test, and the step is looked at every second): so these two
+    decide only when the bake window is over. Error rate and accuracy, tested at
+    ``alpha / 10`` before then, still roll back early.
     """
     failed = {c.name for c in decision.checks if c.status == "fail"}
-    if failed != {"latency"}:
+    if not failed or not failed <= {"latency", "output_psi"}:
         return decision
-    check = decision.check("latency")
-    why = check.detail if check is not None else "latency"
+    why = "; ".join(c.detail for c in decision.checks if c.name in failed)
     from mlcycle.rollout.analysis import Decision
 
     return Decision(
         "hold",
-        f"{bake_detail}; latency looks worse ({why}), decided when the window is over",
+        f"{bake_detail}; {' and '.join(sorted(failed))} look worse ({why}), decided when the "
+        "window is over",
         decision.checks,
     )
 
