@@ -10,6 +10,7 @@ run in tests/test_demo_drift.py.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -25,10 +26,11 @@ from mlcycle.retrain.trigger import RetrainTrigger, matching_alarms
 
 MODEL = "cancer"
 
-# Stands in for `python -m mlcycle ARGS`: logs ARGS; `retrain --retrain-id ID` waits a
-# little, then records the retraining as passed with a version and bundle.
+# Stands in for `python -m mlcycle ARGS`: logs ARGS; `retrain --retrain-id ID` adopts the
+# retraining, waits while the file LOG.hold exists, then records it as OUTCOME with a
+# version and bundle.
 FAKE_MLCYCLE = """
-import json, sys, time
+import json, os, sys, time
 from mlcycle.retrain.store import RetrainStore
 log, store_url, outcome, *args = sys.argv[1:]
 with open(log, "a") as f:
@@ -38,7 +40,10 @@ if args[0] == "data":
 rid = int(args[args.index("--retrain-id") + 1])
 store = RetrainStore.open(store_url)
 store.adopt(rid)
-time.sleep(1.0)
+hold = log + ".hold"  # the test removes it to let the retraining end
+deadline = time.monotonic() + 60
+while os.path.exists(hold) and time.monotonic() < deadline:
+    time.sleep(0.05)
 if outcome == "crash":
     sys.exit(3)
 store.finish(rid, outcome, "the gate said so", version="2", bundle="/tmp/bundle-2")
@@ -132,21 +137,25 @@ def test_an_alarm_storm_from_two_workers_runs_one_retrain_with_every_alarm(
     tmp_path: Path, store_url: str
 ) -> None:
     workers = [trigger(tmp_path, store_url) for _ in range(2)]
+    hold = tmp_path / "calls.jsonl.hold"
+    hold.touch()  # the retraining runs until the storm is over
     first = fire(workers[0].engine)
-    results: list[object] = []
-    threads = [threading.Thread(target=lambda w=w: results.append(w.check())) for w in workers]
-    for th in threads:
-        th.start()
-    time.sleep(0.5)  # the retraining runs (its subprocess sleeps a second) ...
-    storm = [fire(workers[0].engine) for _ in range(20)]  # ... while alarms keep firing
-    for w in workers:
-        w.check()
-    for th in threads:
-        th.join(30)
-    history = RetrainStore(connect(store_url)).history(MODEL)
+    running = threading.Thread(target=workers[0].check)
+    running.start()
+    store = RetrainStore(connect(store_url))
+    deadline = time.monotonic() + 60
+    while store.running(MODEL) is None or store.running(MODEL).pid == os.getpid():  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the retraining did not start"
+        time.sleep(0.05)
+    storm = [fire(workers[0].engine) for _ in range(20)]  # alarms keep firing meanwhile
+    assert workers[1].check() is None  # the other worker joins them to the running one
+    hold.unlink()
+    running.join(60)
+    history = store.history(MODEL)
     assert len(history) == 1 and history[0].state == "passed"
     assert history[0].alarm_ids == sorted([first, *storm])
     assert sum(c[0] == "retrain" for c in calls(tmp_path)) == 1
+    assert workers[0].check() is None  # after it: inside the cooldown
 
 
 def test_alarms_inside_the_cooldown_start_nothing(tmp_path: Path, store_url: str) -> None:
