@@ -16,6 +16,7 @@ the CLI prints ``error: <message>`` and exits with status 2, without a traceback
     ├── TrackingError        MLflow store unreachable
     ├── RegistryError        unknown model or version, nothing to roll back to
     ├── RemoteError          DVC remote unreachable or misconfigured
+    ├── DeployError          a deployment step failed (context, Docker, AWS, web build)
     ├── NotFittedError       an estimator used before ``fit``
     └── MissingDependencyError   an optional extra is not installed
 """
@@ -26,6 +27,7 @@ __all__ = [
     "BundleError",
     "ConfigError",
     "DataError",
+    "DeployError",
     "ExportError",
     "MissingDependencyError",
     "MlcycleError",
@@ -85,6 +87,13 @@ class RemoteError(MlcycleError):
 
 class NotFittedError(MlcycleError, ValueError, AttributeError):
     """An estimator was used before ``fit`` was called."""
+
+
+class DeployError(MlcycleError):
+    """A deployment step failed (build context, Docker, AWS, the web site build).
+
+    The message names the step that failed, what was already done, and what to do.
+    """
 
 
 class MissingDependencyError(MlcycleError, ImportError):
