@@ -6,7 +6,7 @@ Two kinds of commands:
   ``export``) are Hydra applications: everything after the command name is Hydra's
   command line (overrides, ``--multirun``, ``--cfg job``, ``--help``, ``-sc``).
 * **Plain commands** (``init``, ``data``, ``models``, ``promote``, ``rollback``,
-  ``serve``, ``rollout``, ``predict``, ``drift``, ``demo``, ``completion``) take flags,
+  ``serve``, ``rollout``, ``predict``, ``drift``, ``deploy``, ``demo``, ``completion``) take flags,
   plus optional ``key=value`` overrides for the config they read (e.g. ``tracking.uri=...``).
 
 Heavy libraries are imported inside the command that needs them, so ``mlcycle --help``
@@ -51,6 +51,7 @@ PLAIN_COMMANDS: dict[str, str] = {
     "feedback": "import ground-truth labels for logged predictions from a CSV file",
     "retrain": "retrain on labelled feedback; a model that beats the champion becomes challenger",
     "automation": "calibrate the confidence threshold; show or set a server's automation mode",
+    "deploy": "build a server image, deploy to AWS Lambda, or write a browser (web) site",
     "demo": "run the end-to-end demo in a fresh project",
     "completion": "print the bash completion script",
 }
@@ -250,13 +251,20 @@ def _cmd_serve(rest: list[str]) -> None:
         action="store_true",
         help="do not log or watch predictions (serve.monitor.enabled=false)",
     )
+    p.add_argument(
+        "--settings",
+        metavar="FILE",
+        type=Path,
+        help="a JSON or YAML file of serve settings used instead of the project's serve "
+        "section (e.g. the serve.json that mlcycle deploy docker writes)",
+    )
     _add_overrides(p)
     ns = p.parse_args(rest)
     from mlcycle.serve_commands import serve
 
     flags = {"host": ns.host, "port": ns.port, "workers": ns.workers}
     monitor = {"store": ns.monitor_store, "enabled": False if ns.no_monitor else None}
-    serve(ns.model, flags, ns.overrides, monitor)
+    serve(ns.model, flags, ns.overrides, monitor, ns.settings)
 
 
 def _cmd_rollout(rest: list[str]) -> None:
@@ -317,6 +325,12 @@ def _cmd_automation(rest: list[str]) -> None:
     from mlcycle.review.commands import automation_command
 
     automation_command(rest)
+
+
+def _cmd_deploy(rest: list[str]) -> None:
+    from mlcycle.deploy.command import main as deploy_main
+
+    deploy_main(rest)
 
 
 def _project_monitor_store() -> str | None:
@@ -440,6 +454,7 @@ _PLAIN: dict[str, Callable[[list[str]], None]] = {
     "feedback": _cmd_feedback,
     "retrain": _cmd_retrain,
     "automation": _cmd_automation,
+    "deploy": _cmd_deploy,
     "demo": _cmd_demo,
     "completion": _cmd_completion,
 }

@@ -78,6 +78,9 @@ def candidates(line: str) -> list[str]:
 
         prefix = "" if len(args) == 1 else args[1]
         return sorted(a for a in AUTOMATION_ACTIONS if a.startswith(prefix))
+    if command == "deploy" and (len(args) == 1 or (len(args) == 2 and not new_word)):
+        prefix = "" if len(args) == 1 else args[1]
+        return [a for a in ("docker", "lambda", "web") if a.startswith(prefix)]
     if command == "completion":
         return ["bash"]
     if command in HYDRA_COMMANDS:
