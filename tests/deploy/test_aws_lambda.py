@@ -5,7 +5,7 @@ tests point boto3 at it with ``AWS_ENDPOINT_URL``, the same variable users set f
 LocalStack or a VPC endpoint. Images are registered in moto's ECR with PutImage (a
 manifest), because moto does not serve ECR's registry endpoint that ``docker push`` talks
 to. No Docker engine runs here: one test checks the "no engine" error for real, and the
-build-and-push path runs the stand-in ``docker`` of :mod:`tests.deploy.test_docker_cli`,
+build-and-push path runs the stand-in ``docker`` of :mod:`tests.deploy._fake_docker`,
 which checks only our command lines. Access denial runs against a second moto_server that
 enforces IAM (``INITIAL_NO_AUTH_ACTION_COUNT``). Throttling cannot be provoked in moto, so
 only that translation is tested on constructed botocore errors.
@@ -660,3 +660,37 @@ def test_a_function_that_fails_or_stays_pending_is_reported(
             aws_lambda._wait(lam, "function_active_v2", "f", 1, progress)
     assert str(err.value).startswith(expected)
     assert "done so far: Lambda function 'f' created" in str(err.value)
+
+
+def test_cli_writes_the_context_stops_at_docker_then_finishes_with_the_image_uri(
+    aws: Aws, tmp_path: Path, moto_endpoint: str
+) -> None:
+    """A new user's path through ``mlcycle deploy lambda`` where no Docker engine runs."""
+    if docker_cli.engine_version() is not None:
+        pytest.skip("a Docker engine runs here; the no-engine stop is not shown")
+    from tests._bundles import build_bundle
+    from tests._cli import run
+
+    bundle = build_bundle("cancer", tmp_path / "bundle")
+    repo, function, role = _name("team/cancer"), _name("cancer"), aws.role()
+    args = ["deploy", "lambda", str(bundle), "--function", function, "--repository", repo]
+    args += ["--region", REGION, "--role", role, "--wait", "60"]
+    env = {"AWS_ENDPOINT_URL": moto_endpoint}
+    first = run(args, cwd=tmp_path, check=False, **env)
+    assert first.returncode == 2, first.stdout + first.stderr
+    assert "no Docker engine" in first.stderr and "--image-uri" in first.stderr
+    context = tmp_path / "build" / f"lambda-{function}"
+    assert (context / "Dockerfile").is_file() and str(context) in first.stderr
+    assert aws.ecr.describe_repositories(repositoryNames=[repo])["repositories"]
+    with pytest.raises(aws.lam.exceptions.ResourceNotFoundException):
+        aws.lam.get_function(FunctionName=function)
+    # The image pushed by hand (here: registered in moto's ECR), then the same command again.
+    image = aws.image(repo, "latest")
+    done = run([*args, "--image-uri", image, "--function-url"], cwd=tmp_path, **env)
+    assert f"created arn:aws:lambda:{REGION}:" in done.stdout and "Active" in done.stdout
+    assert "function URL: " in done.stdout
+    again = run([*args, "--image-uri", image, "--env", "MLCYCLE_X=1"], cwd=tmp_path, **env)
+    assert "updated arn:aws:lambda:" in again.stdout
+    config = aws.lam.get_function(FunctionName=function)["Configuration"]
+    assert config["PackageType"] == "Image" and config["State"] == "Active"
+    assert config["Environment"]["Variables"] == {"MLCYCLE_X": "1"}

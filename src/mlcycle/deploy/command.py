@@ -5,7 +5,8 @@
     mlcycle deploy docker [MODEL] --out DIR [--build [--tag TAG]] [--force] [KEY=VALUE ...]
     mlcycle deploy lambda [MODEL] --function NAME --repository NAME --region REGION
                           [--role ARN] [--image-uri URI] [--tag TAG] [--memory MB]
-                          [--timeout S] [--architecture x86_64|arm64]
+                          [--timeout S] [--architecture x86_64|arm64] [--env K=V ...]
+                          [--wait S]
                           [--function-url [--url-auth AWS_IAM|NONE]] [--out DIR] [KEY=VALUE ...]
     mlcycle deploy web [MODEL] --out DIR [--ort-version V | --ort-dist DIR] [--title T]
                        [--force] [KEY=VALUE ...]
@@ -89,6 +90,20 @@ def _parser() -> argparse.ArgumentParser:
     lam.add_argument("--memory", type=_positive, default=1024, help="memory in MB (1024)")
     lam.add_argument("--timeout", type=_positive, default=30, help="timeout in seconds (30)")
     lam.add_argument("--architecture", choices=("x86_64", "arm64"), default="x86_64")
+    lam.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=_env_pair,
+        help="a function environment variable (repeatable; default: keep the function's)",
+    )
+    lam.add_argument(
+        "--wait",
+        type=_positive,
+        default=300,
+        help="seconds to wait for the function to become active (300)",
+    )
     lam.add_argument("--function-url", action="store_true", help="create a function URL")
     lam.add_argument(
         "--url-auth",
@@ -156,6 +171,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE, e.g. MLCYCLE_LOG=info")
+    return key, value
 
 
 def _split_model(model: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -239,6 +261,8 @@ def _lambda(ns: argparse.Namespace, bundle: Path, name: str, version: str, setti
         memory_mb=ns.memory,
         timeout_s=ns.timeout,
         architecture=ns.architecture,
+        environment=dict(ns.env) if ns.env else None,
+        wait_seconds=float(ns.wait),
         function_url=ns.function_url,
         url_auth=ns.url_auth,
         log=_say,
