@@ -39,6 +39,9 @@ LONGEST_FIRST = (
     "tests/test_cli_errors.py",
     "tests/rollout/test_simulations.py",
     "tests/retrain/test_retrain.py",
+    "tests/deploy/test_images.py",
+    "tests/deploy/test_aws_lambda.py",
+    "tests/deploy/test_web_browser.py",
 )
 
 

@@ -126,6 +126,9 @@ def test_occupied_out_folder_needs_force_and_a_failure_leaves_nothing(
         write_server_context(broken, tmp_path / "never")
     assert not (tmp_path / "never").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(DeployError, match="holds the bundle"):
+        write_server_context(bundle, bundle.parent, force=True)
+    assert (bundle / "model.onnx").is_file()
 
 
 def test_cli_deploy_docker_writes_the_context_and_build_says_no_engine(

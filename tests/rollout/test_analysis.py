@@ -146,6 +146,21 @@ def test_a_few_slow_outliers_raise_p99_but_do_not_fail() -> None:
     assert latency.status == "pass"
 
 
+def test_a_slower_p99_within_the_absolute_floor_passes() -> None:
+    """x1.6 at millisecond scale (scheduler noise on a busy machine) is not a regression."""
+    champion = arm(600, 1, latency_scale=0.5)  # p99 about 3 ms
+    challenger = arm(600, 2, latency_scale=0.8)  # p99 about 5 ms, clearly slower by rank
+    latency = by_name(analyse(Evidence(champion, challenger), SETTINGS, bake_reached=True))[
+        "latency"
+    ]
+    assert latency.value is not None and latency.value > SETTINGS.max_latency_p99_ratio
+    assert latency.p_value is not None and latency.p_value < SETTINGS.alpha
+    assert latency.status == "pass"
+    strict = replace(SETTINGS, min_latency_p99_increase_ms=0.0)
+    latency = by_name(analyse(Evidence(champion, challenger), strict, bake_reached=True))["latency"]
+    assert latency.status == "fail"
+
+
 def test_mann_whitney_p_value_is_scipys() -> None:
     ev = Evidence(arm(300, 1), arm(200, 2, latency_scale=6.0))
     latency = by_name(analyse(ev, SETTINGS, bake_reached=True))["latency"]

@@ -158,7 +158,7 @@ def write_server_context(
         )
         (tmp / "Dockerfile").write_text(_server_dockerfile(title))
 
-    return _write(out, force, fill, "server", requirements, notes)
+    return _write(out, force, fill, "server", requirements, notes, loaded.path)
 
 
 def write_lambda_context(
@@ -210,7 +210,7 @@ def write_lambda_context(
         _copy_common(loaded.path, tmp, requirements)
         (tmp / "Dockerfile").write_text(_lambda_dockerfile(title, env))
 
-    return _write(out, force, fill, "lambda", requirements, [])
+    return _write(out, force, fill, "lambda", requirements, [], loaded.path)
 
 
 def image_settings(settings: ServeSettings) -> tuple[ServeSettings, list[str]]:
@@ -376,9 +376,12 @@ def _write(
     kind: str,
     requirements: list[str],
     notes: list[str],
+    bundle: Path,
 ) -> BuildContext:
     """Fill a temporary folder beside ``out``, then move it into place."""
     out = out.expanduser().resolve()
+    if bundle.resolve().is_relative_to(out):
+        raise DeployError(f"the context folder {out} holds the bundle {bundle}; give another --out")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise DeployError(
             f"{out} already exists and is not empty; pass --force to replace it, or "

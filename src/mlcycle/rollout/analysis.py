@@ -6,7 +6,8 @@ Every check asks, one-sided, "is the challenger worse?" and ends ``pass``, ``fai
 * ``error_rate`` fails when a pooled two-proportion z-test gives p < ``alpha`` and the
   challenger's error rate is higher by more than ``max_error_rate_increase``;
 * ``latency`` fails when the p99 ratio (challenger / champion) is above
-  ``max_latency_p99_ratio`` and a Mann-Whitney U test (challenger greater) gives
+  ``max_latency_p99_ratio``, the p99 is higher by more than
+  ``min_latency_p99_increase_ms``, and a Mann-Whitney U test (challenger greater) gives
   p < ``alpha``;
 * in shadow mode only, ``disagreement`` fails when the share of shadowed rows with
   another label than the champion's is above ``max_disagreement``, and
@@ -308,7 +309,8 @@ def _latency(champion: ArmSample, challenger: ArmSample, s: AnalysisSettings) ->
         status = "wait"
         detail += f" (fewer than {s.min_requests} requests on an arm)"
     else:
-        status = "fail" if ratio > s.max_latency_p99_ratio and p < s.alpha else "pass"
+        slower = p99_a - p99_b > s.min_latency_p99_increase_ms
+        status = "fail" if ratio > s.max_latency_p99_ratio and slower and p < s.alpha else "pass"
     return Check("latency", status, ratio, s.max_latency_p99_ratio, p, detail)
 
 

@@ -44,8 +44,11 @@ class AnalysisSettings:
     # more than this (absolute, 0.01 = one percentage point).
     max_error_rate_increase: float = 0.01
     # Latency: roll back when the challenger's p99 is above this multiple of the
-    # champion's and a rank test says it is slower.
+    # champion's, higher by more than min_latency_p99_increase_ms, and a rank test says
+    # it is slower. The absolute floor keeps scheduler noise on a busy machine (a p99 of
+    # 5 ms against 3 ms) from rolling back a model that is not slower.
     max_latency_p99_ratio: float = 1.5
+    min_latency_p99_increase_ms: float = 5.0
     # Shadow: most label disagreement with the champion, and mean absolute difference of
     # the probabilities (of the champion's predicted class).
     max_disagreement: float = 0.1
@@ -127,6 +130,11 @@ def check_rollout_settings(s: RolloutSettings, where: str = "serve.rollout") -> 
     if a.max_latency_p99_ratio < 1:
         problems.append(
             f"{where}.analysis.max_latency_p99_ratio must be >= 1, not {a.max_latency_p99_ratio}"
+        )
+    if a.min_latency_p99_increase_ms < 0:
+        problems.append(
+            f"{where}.analysis.min_latency_p99_increase_ms must be >= 0, not "
+            f"{a.min_latency_p99_increase_ms}"
         )
     if a.max_psi <= 0:
         problems.append(f"{where}.analysis.max_psi must be positive, not {a.max_psi}")
