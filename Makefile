@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/mlcycle demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -156,6 +156,24 @@ def test_serve_answers_with_the_registry_champion_and_config_settings(
         assert "scored 569 rows" in out, out
 
 
+def test_deploy_resolves_registry_aliases_and_names_a_missing_one(
+    trained_project: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ctx"
+    # A version number is a registry reference too (which aliases exist depends on the
+    # order the module's tests run in).
+    done = run(["deploy", "docker", "1", "--out", str(out)], cwd=trained_project)
+    assert "docker build -t mlcycle-breast_cancer:1" in done.stdout
+    served = json.loads((out / "serve.json").read_text())
+    assert (served["model_name"], served["model_version"]) == ("breast_cancer", "1")
+    assert json.loads((out / "bundle" / "MANIFEST.json").read_text())["files"]
+    missing = run(["deploy", "web", "@nope", "--out", str(tmp_path / "site")],
+                  cwd=trained_project, check=False)  # fmt: skip
+    assert missing.returncode == 2
+    assert "no alias @nope" in missing.stderr and "mlcycle models" in missing.stderr
+    assert not (tmp_path / "site").exists()
+
+
 def test_sanity_passes_for_defaults_and_fails_for_a_crippled_model(trained_project: Path) -> None:
     assert "PASSED" in run(["sanity"], cwd=trained_project).stdout
     weak = run(["sanity", "model.C=0.000001"], cwd=trained_project, check=False)

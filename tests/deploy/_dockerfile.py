@@ -85,11 +85,15 @@ def mapped(value: str, folders: dict[str, Path]) -> str:
 
 
 def fresh_venv(folder: Path, requirements: Path) -> Path:
-    """A new virtual environment with exactly ``requirements`` installed; its python."""
+    """A new virtual environment with exactly ``requirements`` installed; its python.
+
+    ``--no-compile`` skips writing bytecode for the installed files (half the install
+    time); the packages are the same.
+    """
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=120)
     python = folder / "bin" / "python"
     done = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "-r", str(requirements)],
+        [str(python), "-m", "pip", "install", "-q", "--no-compile", "-r", str(requirements)],
         capture_output=True,
         text=True,
         timeout=900,
