@@ -36,6 +36,8 @@ _GITIGNORE = """\
 /bundles/
 /outputs/
 /multirun/
+# mlcycle deploy: image contexts and web sites (regenerated from a bundle)
+/build/
 """
 
 _README = """\
