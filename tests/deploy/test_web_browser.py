@@ -16,7 +16,6 @@ import functools
 import http.server
 import io
 import json
-import shutil
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from sklearn.datasets import load_breast_cancer
 
 from mlcycle.bundle import Bundle, BundleInputError
 from mlcycle.deploy.web import VENDOR_DIR, build_web_site
+from tests._chromium import browser, needs_chromium
 from tests.serve.conftest import (
     RunningServer,
     cancer_bundle,
@@ -37,7 +37,7 @@ from tests.serve.conftest import (
     start_server,
 )
 
-__all__ = ["cancer_bundle", "mixed_bundle", "start_server"]
+__all__ = ["browser", "cancer_bundle", "mixed_bundle", "start_server"]
 
 MIXED_ROWS: list[dict[str, Any]] = [
     {"x0": 0.5, "x1": -1.0, "x2": None, "color": "red", "size": "S"},
@@ -47,45 +47,8 @@ MIXED_ROWS: list[dict[str, Any]] = [
     {"x0": -1.2, "x1": 0.4, "x2": 0.9, "color": "green", "size": "M"},
 ]
 CATEGORICAL = {"color", "size"}
-# Chromium must not reach out on its own: this network is closed, and refused connections
-# from background services only add noise.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _chromium() -> str | None:
-    if Path("/usr/bin/chromium").is_file():
-        return "/usr/bin/chromium"
-    return shutil.which("chromium")
-
-
-CHROMIUM = _chromium()
-# A plain, visible skip (pytest -ra lists it) before any bundle or site is built.
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Chromium is not installed (apt-get install chromium); the browser tests need it",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """A headless system Chromium, shared by the module."""
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM is not None
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+# A plain, visible skip (pytest -ra lists it) before any bundle is built or server started.
+pytestmark = needs_chromium("the web site browser tests")
 
 
 class _StaticFiles(http.server.SimpleHTTPRequestHandler):

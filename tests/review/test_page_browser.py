@@ -10,18 +10,16 @@ what was recorded.
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests._chromium import browser, needs_chromium
 from tests.serve.conftest import RunningServer, mixed_bundle, start_server
 
-__all__ = ["mixed_bundle", "start_server"]
+__all__ = ["browser", "mixed_bundle", "start_server"]
 
 TOKEN = "review-page-token"
 ROWS = [
@@ -31,45 +29,8 @@ ROWS = [
     {"x0": -1.2, "x1": 0.4, "x2": 0.9, "color": "green", "size": "M"},
     {"x0": 0.1, "x1": 1.1, "x2": -2.0, "color": "red", "size": "L"},
 ]
-# Chromium must not reach out on its own: this network is closed, and refused connections
-# from background services only add noise.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _chromium() -> str | None:
-    if Path("/usr/bin/chromium").is_file():
-        return "/usr/bin/chromium"
-    return shutil.which("chromium")
-
-
-CHROMIUM = _chromium()
 # A plain, visible skip (pytest -ra lists it) before any bundle is built or server started.
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="Chromium is not installed (apt-get install chromium); the browser test needs it",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """A headless system Chromium, shared by the module."""
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM is not None
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+pytestmark = needs_chromium("the review page's browser tests")
 
 
 def api(server: RunningServer, path: str, doc: Any = None) -> tuple[int, Any]:
