@@ -2,7 +2,8 @@
 
 ``build_bundle("cancer", dest)``: breast cancer, 30 numeric features, two classes
 (histogram gradient boosting). ``build_bundle("mixed", dest)``: numeric and categorical
-features with missing values, three classes.
+features with missing values, three classes. ``build_bundle("tickets", dest)``: a text
+message, a categorical channel and a numeric age, four teams (TF-IDF + logistic regression).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from sklearn.datasets import load_breast_cancer
 
-from mlcycle.config.structured import GBDTConfig, TrainConfig
+from mlcycle.config.structured import GBDTConfig, LogRegConfig, TrainConfig
 from mlcycle.export.bundle import make_signature, write_bundle
 from mlcycle.export.onnx import to_onnx
 from mlcycle.export.parity import check_parity
@@ -19,7 +20,7 @@ from mlcycle.export.profile import build_profile
 from mlcycle.train.fit import fit_model
 from tests import _datasets
 
-KINDS = ("cancer", "mixed")
+KINDS = ("cancer", "mixed", "tickets")
 
 
 def build_bundle(kind: str, dest: Path) -> Path:
@@ -30,10 +31,14 @@ def build_bundle(kind: str, dest: Path) -> Path:
     elif kind == "mixed":
         dataset = _datasets.mixed_dataset()
         name = "mixed"
+    elif kind == "tickets":
+        dataset = _datasets.tickets_dataset()
+        name = "tickets"
     else:
         raise ValueError(f"unknown bundle kind {kind!r}; one of {KINDS}")
     train, val = _datasets.split(dataset)
-    model = fit_model(train, GBDTConfig(max_iter=20), TrainConfig())
+    family = LogRegConfig() if kind == "tickets" else GBDTConfig(max_iter=20)
+    model = fit_model(train, family, TrainConfig())
     onx = to_onnx(model.pipeline, train.schema)
     parity = check_parity(model, onx, val, 1e-4)
     return write_bundle(

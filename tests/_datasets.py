@@ -81,6 +81,25 @@ def mixed_dataset(n: int = 400, seed: int = 0) -> Dataset:
     return make_dataset(frame, y, schema)
 
 
+def tickets_dataset(rows: int = 400) -> Dataset:
+    """Text + categorical + numeric features: the generated support tickets, with a few
+    rows that trip tokenisers (punctuation between words, repeats, accents, empty text)."""
+    from mlcycle.data.infer import infer_schema
+    from mlcycle.data.tickets import tickets_frame
+
+    frame = tickets_frame(rows=rows, seed=3)
+    tricky = [
+        "Refund, refund, REFUND!! invoice:wrong;card-declined",
+        "Ecran noir apres la mise a jour -- l'app plante. \u00c9CRAN NOIR, \u00e9cran noir",
+        "Stra\u00dfe \u00d6L \u00efc 2 MB 500 error_500 a b c",
+        "",
+    ]
+    frame.loc[: len(tricky) - 1, "message"] = tricky
+    schema = infer_schema(frame, "team")
+    schema.feature("message").nullable = True
+    return make_dataset(frame.drop(columns=["team"]), frame["team"].to_numpy(), schema)
+
+
 def fast_config(family: str, **overrides: object) -> ModelConfig:
     """A small, quick config of ``family`` (defaults otherwise)."""
     base: dict[str, ModelConfig] = {

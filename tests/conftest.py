@@ -154,8 +154,15 @@ def mixed() -> Dataset:
 
 
 @pytest.fixture(scope="session")
-def datasets(breast_cancer: Dataset, wine: Dataset, mixed: Dataset) -> dict[str, Dataset]:
-    return {"breast_cancer": breast_cancer, "wine": wine, "mixed": mixed}
+def tickets() -> Dataset:
+    return _datasets.tickets_dataset()
+
+
+@pytest.fixture(scope="session")
+def datasets(
+    breast_cancer: Dataset, wine: Dataset, mixed: Dataset, tickets: Dataset
+) -> dict[str, Dataset]:
+    return {"breast_cancer": breast_cancer, "wine": wine, "mixed": mixed, "tickets": tickets}
 
 
 @pytest.fixture(scope="session")

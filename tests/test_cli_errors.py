@@ -123,6 +123,22 @@ def test_unknown_config_key_and_bad_value_type(project: Path) -> None:
     assert proc.returncode != 0 and "train.seed" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["serve", "@challenger"], "a command's options start with -- (e.g. --model @challenger)"),
+        (["models", "train.seed=abc"], "could not be converted to Int"),
+        (["models", "no.such.key=1"], "Could not override 'no.such.key'"),
+    ],
+)
+def test_bad_overrides_of_plain_commands_say_what_an_override_is(
+    project: Path, args: list[str], needle: str
+) -> None:
+    proc = run(args, project, check=False)
+    assert proc.returncode == 2
+    assert_clean_failure(proc.stderr, "error: the config overrides", needle)
+
+
 def test_unreachable_dvc_remote(project: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
     proc = run(

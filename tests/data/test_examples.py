@@ -53,6 +53,16 @@ def test_write_example_creates_parent_folders(tmp_path: Path) -> None:
 
 
 def test_write_example_unknown_name_lists_available_examples(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown example dataset 'iris'.*breast_cancer, wine"):
+    listed = r"unknown example dataset 'iris'.*breast_cancer, tickets, wine"
+    with pytest.raises(ConfigError, match=listed):
         write_example("iris", tmp_path / "iris.csv")
     assert not (tmp_path / "iris.csv").exists()
+
+
+def test_tickets_example_has_a_text_message_and_four_teams(tmp_path: Path) -> None:
+    frame = pd.read_csv(write_example("tickets", tmp_path / "tickets.csv"))
+    assert list(frame.columns) == ["message", "channel", "account_age_days", "team"]
+    assert len(frame) == 1200
+    assert sorted(frame["team"].unique()) == ["account", "billing", "shipping", "technical"]
+    assert frame["message"].str.len().median() > 40  # sentences, not categories
+    assert frame["message"].nunique() > 1000

@@ -20,6 +20,7 @@ from mlcycle.export.parity import check_parity
 from mlcycle.train.estimators import FAMILIES
 from mlcycle.train.fit import TrainedModel, fit_model
 from mlcycle.train.pipeline import build_pipeline, model_frame, onnx_inputs
+from tests import _datasets
 
 Trained = Callable[[str, str], tuple[TrainedModel, Dataset, Dataset]]
 
@@ -33,7 +34,7 @@ def _run(model: object, frame: pd.DataFrame, schema: Schema) -> tuple[np.ndarray
     return np.asarray(labels).astype(str), proba
 
 
-@pytest.mark.parametrize("dataset", ["breast_cancer", "mixed", "wine"])
+@pytest.mark.parametrize("dataset", ["breast_cancer", "mixed", "wine", "tickets"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_export_matches_sklearn_within_1e_4_with_equal_labels(
     family: str, dataset: str, trained: Trained
@@ -45,6 +46,36 @@ def test_export_matches_sklearn_within_1e_4_with_equal_labels(
     assert report.max_abs_diff <= 1e-4
     assert report.label_mismatches == 0
     assert report.rows == len(val)
+
+
+def test_text_graph_takes_strings_and_matches_sklearn_on_tricky_text(trained: Trained) -> None:
+    model, _, val = trained("logreg", "tickets")
+    onx = to_onnx(model.pipeline, val.schema)
+    assert [i.name for i in onx.graph.input] == ["numeric", "categorical", "text"]
+    odd = pd.DataFrame(
+        {
+            "message": [
+                "refund. invoice, refund; card",  # punctuation between the words of a bigram
+                "parcel parcel parcel parcel",  # a repeated word (raw term counts)
+                "\u00c9CRAN noir, \u00c9cran NOIR",  # upper-case accents, lower-cased alike
+                "x",  # no token at all (one letter)
+                "",
+            ],
+            "channel": ["email", "chat", "phone", "email", "unseen"],
+            "account_age_days": [1.0, 2.0, np.nan, 4.0, 5.0],
+        }
+    )
+    _, proba = _run(onx, odd, val.schema)
+    expected = model.pipeline.predict_proba(model_frame(odd, val.schema))
+    np.testing.assert_allclose(proba, expected, atol=1e-5)
+
+
+def test_text_lowercase_false_keeps_case_in_the_graph_too(tickets: Dataset) -> None:
+    train, val = _datasets.split(tickets)
+    cfg = TrainConfig(preprocess=PreprocessConfig(text_lowercase=False, text_ngram_max=1))
+    model = fit_model(train, LogRegConfig(), cfg)
+    onx = to_onnx(model.pipeline, val.schema)
+    assert check_parity(model, onx, val, tolerance=1e-5).passed
 
 
 @pytest.mark.parametrize("family", FAMILIES)

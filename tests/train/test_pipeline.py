@@ -67,10 +67,39 @@ def test_one_hot_false_uses_an_ordinal_encoder(mixed: Dataset) -> None:
     assert type(p.named_steps["preprocess"].transformers[1][1]).__name__ == "OrdinalEncoder"
 
 
-def test_text_features_are_refused_with_what_to_do() -> None:
-    schema = Schema("y", ["a", "b"], [FeatureSpec("x", "numeric"), FeatureSpec("note", "text")])
-    with pytest.raises(TrainingError, match=r"text features are not supported.*note.*categorical"):
-        build_pipeline(schema, LogRegConfig(), PreprocessConfig(), seed=0)
+def test_each_text_feature_gets_its_own_tfidf_on_a_1d_column() -> None:
+    schema = Schema(
+        "y",
+        ["a", "b"],
+        [FeatureSpec("note", "text"), FeatureSpec("x", "numeric"), FeatureSpec("t2", "text")],
+    )
+    p = build_pipeline(schema, LogRegConfig(), PreprocessConfig(text_ngram_max=1), seed=0)
+    assert _transformers(p) == {"numeric": [0], "text_0": 1, "text_1": 2}
+    tfidf = p.named_steps["preprocess"].transformers[1][1]
+    assert type(tfidf).__name__ == "TfidfVectorizer"
+    assert tfidf.ngram_range == (1, 1)
+    assert not tfidf.sublinear_tf  # skl2onnx ignores it: the graph would disagree
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("text_max_features", 0), ("text_ngram_max", 4), ("text_min_df", 0), ("text_ngram_max", 1.5)],
+)
+def test_text_settings_out_of_range_name_the_setting(key: str, value: object) -> None:
+    schema = Schema("y", ["a", "b"], [FeatureSpec("note", "text")])
+    with pytest.raises(ConfigError, match=f"train.preprocess.{key}"):
+        build_pipeline(schema, LogRegConfig(), PreprocessConfig(**{key: value}), seed=0)
+
+
+def test_text_only_schema_trains_and_an_empty_schema_is_refused() -> None:
+    schema = Schema("y", ["a", "b"], [FeatureSpec("note", "text")])
+    frame = pd.DataFrame({"note": ["good day", "bad day", "good", "bad"] * 5})
+    y = np.array(["a", "b", "a", "b"] * 5)
+    p = build_pipeline(schema, LogRegConfig(), PreprocessConfig(), seed=0)
+    p.fit(model_frame(frame, schema), y)
+    assert list(p.predict(model_frame(frame.head(2), schema))) == ["a", "b"]
+    with pytest.raises(TrainingError, match="no feature to train on"):
+        build_pipeline(Schema("y", ["a", "b"], []), LogRegConfig(), PreprocessConfig(), seed=0)
 
 
 def test_model_frame_orders_columns_numeric_then_categorical(mixed: Dataset) -> None:

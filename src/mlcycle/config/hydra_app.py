@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlcycle.config.project import PROJECT_ENV, Project
 from mlcycle.config.store import register_schemas
 from mlcycle.config.structured import Config
-from mlcycle.exceptions import MlcycleError
+from mlcycle.exceptions import ConfigError, MlcycleError
 
 __all__ = ["Task", "compose", "run", "to_config"]
 
@@ -100,6 +100,7 @@ def compose(overrides: list[str] | None = None, project: Project | None = None) 
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
     saved = os.environ.get(PROJECT_ENV)
     _prepare(project)
@@ -107,6 +108,16 @@ def compose(overrides: list[str] | None = None, project: Project | None = None) 
     try:
         with initialize_config_module(config_module="mlcycle.config.conf", version_base="1.3"):
             return hydra_compose(config_name=_CONFIG_NAME, overrides=list(overrides or []))
+    except HydraException as exc:
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        detail = "; ".join(line for line in lines if not line.startswith("See https://"))
+        if exc.__cause__ is not None:  # e.g. omegaconf's "could not be converted to Float"
+            detail += f" ({str(exc.__cause__).strip().splitlines()[0]})"
+        raise ConfigError(
+            f"the config overrides {list(overrides or [])} are not valid: {detail}. "
+            "Overrides are KEY=VALUE (e.g. model=gbdt serve.port=9000); a command's options "
+            "start with -- (e.g. --model @challenger); see the command's --help"
+        ) from None
     finally:
         GlobalHydra.instance().clear()
         if saved is None:

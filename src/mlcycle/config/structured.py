@@ -16,6 +16,7 @@ from mlcycle.retrain.config import RetrainConfig
 from mlcycle.serve.settings import ServeSettings
 
 __all__ = [
+    "AnalyzeConfig",
     "BaselineConfig",
     "Config",
     "DataConfig",
@@ -145,6 +146,12 @@ class PreprocessConfig:
     scale: bool = True
     # One-hot encode categoricals; categories unseen in training encode as all zeros.
     one_hot: bool = True
+    # Text features: TF-IDF of word n-grams (1 to text_ngram_max words), keeping the
+    # text_max_features most frequent ones seen in at least text_min_df training rows.
+    text_max_features: int = 20000
+    text_ngram_max: int = 2
+    text_min_df: int = 1
+    text_lowercase: bool = True
 
 
 @dataclass
@@ -189,6 +196,24 @@ class EvaluateConfig:
     # Bins of the reliability diagram and of the expected calibration error.
     calibration_bins: int = 10
     baselines: list[BaselineConfig] = field(default_factory=list)
+
+
+@dataclass
+class AnalyzeConfig:
+    """Error analysis (``mlcycle analyze``): which slices to score and what to compare with."""
+
+    # Declared slices: [{name, where: {feature: condition}, baseline}], see
+    # mlcycle.evaluate.slices (a range {min, max}, a list of values, or {contains: word}).
+    slices: list[Any] = field(default_factory=list)
+    # Also find slices automatically (the worst values of each categorical feature and the
+    # worst quantile bins of each numeric feature).
+    auto: bool = True
+    # Quantile bins per numeric feature for automatic slices.
+    auto_bins: int = 4
+    # Automatic slices kept per feature (the worst ones).
+    auto_per_feature: int = 2
+    # Slices with fewer rows than this are reported but not ranked (too noisy to act on).
+    min_rows: int = 10
 
 
 @dataclass
@@ -239,6 +264,8 @@ class Config:
     model: Any = MISSING
     train: TrainConfig = MISSING
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    # Error analysis and priorities (mlcycle analyze); augmentation targets its slices.
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
     tracking: TrackingConfig = MISSING
     remote: RemoteConfig = MISSING
     # The prediction server (mlcycle serve); see mlcycle.serve.settings.

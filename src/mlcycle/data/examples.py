@@ -4,7 +4,7 @@ Each example is a classification table with numeric features and a string label,
 as CSV (or Parquet) so a new project has data to train on at once::
 
     >>> sorted(EXAMPLES)
-    ['breast_cancer', 'wine']
+    ['breast_cancer', 'tickets', 'wine']
     >>> EXAMPLES["wine"].label
     'cultivar'
 """
@@ -39,16 +39,23 @@ class Example:
     description
         One line shown by the CLI.
     loader
-        Name of the scikit-learn loader in :mod:`sklearn.datasets`.
+        Name of the scikit-learn loader in :mod:`sklearn.datasets`, or ``""`` when
+        ``build`` makes the table.
+    build
+        A function that returns the whole table (label included), for examples that
+        are generated in code rather than loaded from scikit-learn.
     """
 
     name: str
     label: str
     description: str
-    loader: str
+    loader: str = ""
+    build: Callable[[], pd.DataFrame] | None = None
 
     def frame(self) -> pd.DataFrame:
         """The table: the features in scikit-learn's order, then the label as strings."""
+        if self.build is not None:
+            return self.build()
         pd = require("pandas", "train")
         datasets = require("sklearn.datasets", "train")
         bunch: Any = getattr(datasets, self.loader)()
@@ -58,12 +65,25 @@ class Example:
         return frame
 
 
+def _tickets() -> pd.DataFrame:
+    from mlcycle.data.tickets import tickets_frame
+
+    return tickets_frame()
+
+
 EXAMPLES: dict[str, Example] = {
     "breast_cancer": Example(
         name="breast_cancer",
         label="diagnosis",
         description="Wisconsin breast cancer: 569 rows, 30 numeric features, malignant/benign",
         loader="load_breast_cancer",
+    ),
+    "tickets": Example(
+        name="tickets",
+        label="team",
+        description="Support tickets (generated): 1200 rows, a text message, a channel and "
+        "the account age; 4 teams",
+        build=_tickets,
     ),
     "wine": Example(
         name="wine",

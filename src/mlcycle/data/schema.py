@@ -140,8 +140,8 @@ class Schema:
 
     @property
     def model_order(self) -> list[str]:
-        """Column order the model is trained on: numeric, then categorical (see docs)."""
-        return [f.name for f in self.numeric] + [f.name for f in self.categorical]
+        """Column order the model is trained on: numeric, categorical, text (see docs)."""
+        return [f.name for f in [*self.numeric, *self.categorical, *self.text]]
 
     def feature(self, name: str) -> FeatureSpec:
         """The feature called ``name``."""

@@ -31,7 +31,7 @@ from mlcycle.bundle import (
 from mlcycle.data.schema import Schema
 from mlcycle.exceptions import BundleError, ExportError
 from mlcycle.export.onnx import OUTPUT_LABEL, OUTPUT_PROBABILITIES
-from mlcycle.train.pipeline import INPUT_CATEGORICAL, INPUT_NUMERIC
+from mlcycle.train.pipeline import INPUT_CATEGORICAL, INPUT_NUMERIC, INPUT_TEXT
 
 if TYPE_CHECKING:
     import onnx
@@ -158,6 +158,7 @@ def make_signature(
     groups = {
         INPUT_NUMERIC: [f.name for f in schema.numeric],
         INPUT_CATEGORICAL: [f.name for f in schema.categorical],
+        INPUT_TEXT: [f.name for f in schema.text],
     }
     inputs = []
     for value in model.graph.input:
@@ -167,7 +168,8 @@ def make_signature(
             raise ExportError(
                 f"the ONNX input {name!r} with shape {shape} does not match the schema "
                 f"({len(groups[INPUT_NUMERIC])} numeric, {len(groups[INPUT_CATEGORICAL])} "
-                "categorical features); export the model trained on this schema"
+                f"categorical, {len(groups[INPUT_TEXT])} text features); export the model "
+                "trained on this schema"
             )
         inputs.append(
             {

@@ -1,7 +1,8 @@
 """Convert a fitted pipeline to ONNX with skl2onnx.
 
-The graph has the inputs ``numeric`` (float32 ``[N, n_numeric]``) and ``categorical``
-(string ``[N, n_categorical]``), each only when its group is non-empty, and exactly two
+The graph has the inputs ``numeric`` (float32 ``[N, n_numeric]``), ``categorical``
+(string ``[N, n_categorical]``) and ``text`` (string ``[N, n_text]``), each only when its
+group is non-empty, and exactly two
 outputs: ``label`` (string ``[N]``) and ``probabilities`` (float32 ``[N, n_classes]``,
 columns in ``classes`` order). See "Model input layout" in ``docs/architecture.md``.
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mlcycle._optional import require
 from mlcycle.data.schema import Schema
 from mlcycle.exceptions import ExportError, NotFittedError
-from mlcycle.train.pipeline import INPUT_CATEGORICAL, INPUT_NUMERIC
+from mlcycle.train.pipeline import INPUT_CATEGORICAL, INPUT_NUMERIC, INPUT_TEXT
 
 if TYPE_CHECKING:
     import onnx
@@ -33,6 +34,14 @@ OUTPUT_PROBABILITIES = "probabilities"
 #: Opsets of the exported graph. Opset 18 / ai.onnx.ml 3 run on every onnxruntime since
 #: 1.14, so bundles also load on serving images older than the training environment.
 TARGET_OPSET: dict[str, int] = {"": 18, "ai.onnx.ml": 3}
+
+#: Locale of the graph's lower-casing of text (onnxruntime's StringNormalizer).
+TEXT_LOCALE = "C.UTF-8"
+#: The graph's word pattern (RE2): runs of two or more letters, digits or underscores,
+#: what scikit-learn's default ``(?u)\\b\\w\\w+\\b`` matches. Given as a pattern so
+#: punctuation between words does not break n-grams (skl2onnx's default splits on
+#: separators and leaves empty tokens that do).
+TEXT_TOKENS = r"[\p{L}\p{N}_][\p{L}\p{N}_]+"
 
 _PATCH_LOCK = threading.Lock()
 
@@ -75,13 +84,20 @@ def to_onnx(pipeline: Pipeline, schema: Schema) -> onnx.ModelProto:
         initial_types.append(
             (INPUT_CATEGORICAL, types.StringTensorType([None, len(schema.categorical)]))
         )
+    if schema.text:
+        initial_types.append((INPUT_TEXT, types.StringTensorType([None, len(schema.text)])))
+    options: dict[int, dict[str, Any]] = {id(estimator): {"zipmap": False}}
+    for step in _text_vectorizers(pipeline):
+        # onnxruntime's StringNormalizer lower-cases under a named locale; C.UTF-8 ships
+        # with glibc itself, en_US.UTF-8 (skl2onnx's default) needs a language pack.
+        options[id(step)] = {"locale": TEXT_LOCALE, "tokenexp": TEXT_TOKENS}
     try:
         with _skl2onnx_fixes(est_name):
             model: onnx.ModelProto = convert(
                 pipeline,
                 name="mlcycle",
                 initial_types=initial_types,
-                options={id(estimator): {"zipmap": False}},
+                options=options,
                 target_opset=dict(TARGET_OPSET),
             )
     except Exception as exc:
@@ -100,6 +116,7 @@ def to_onnx(pipeline: Pipeline, schema: Schema) -> onnx.ModelProto:
             "mlcycle.classes": json.dumps([str(c) for c in estimator.classes_]),
             "mlcycle.numeric": json.dumps([f.name for f in schema.numeric]),
             "mlcycle.categorical": json.dumps([f.name for f in schema.categorical]),
+            "mlcycle.text": json.dumps([f.name for f in schema.text]),
         },
     )
     try:
@@ -107,6 +124,13 @@ def to_onnx(pipeline: Pipeline, schema: Schema) -> onnx.ModelProto:
     except Exception as exc:
         raise ExportError(f"the ONNX graph of {est_name} failed onnx's checker: {exc}") from exc
     return model
+
+
+def _text_vectorizers(pipeline: Pipeline) -> list[Any]:
+    """The fitted TF-IDF vectorisers inside the pipeline's ``preprocess`` step."""
+    preprocess = dict(pipeline.steps).get("preprocess")
+    fitted = getattr(preprocess, "named_transformers_", {})
+    return [t for name, t in fitted.items() if name.startswith(f"{INPUT_TEXT}_")]
 
 
 def _rename_outputs(model: onnx.ModelProto, est_name: str) -> None:

@@ -12,7 +12,8 @@ Layout (``format_version`` 1)::
                       histogram: {edges, counts, closed: "right"},
                       sample: [sorted values]}
                | {kind: categorical, count, missing_rate, counts: {category: n}}
-               | {kind: text, count, missing_rate}}
+               | {kind: text, count, missing_rate,
+                  length: {count, mean, std, min, max, quantiles, histogram, sample}}}
     label: {counts: {class: n}, shares: {class: share}}          (training labels)
     predictions: {rows, class_counts, class_mix, mean_probability,
                   confidence: {mean, quantiles, histogram}}      (on the validation rows)
@@ -27,7 +28,9 @@ are the inner cut points ``e_0 < ... < e_{k-2}`` of ``k`` bins, bin ``i`` holdin
 values in ``(e_{i-1}, e_i]`` with ``e_{-1} = -inf`` and ``e_{k-1} = +inf`` (numpy:
 ``np.searchsorted(edges, x, side="left")`` is the bin of ``x``). Missing values are not
 in the histogram; they are the ``missing_rate``. ``sample`` is a seeded random sample of
-the non-missing values, kept sorted for two-sample KS tests.
+the non-missing values, kept sorted for two-sample KS tests. A text feature's ``length``
+describes the length in characters of its present values the same way (the monitor's
+text-length metrics and drift test read it).
 """
 
 from __future__ import annotations
@@ -192,11 +195,28 @@ def _feature(
             "missing_rate": _rate(int(missing.sum()), n),
             "counts": {str(c): int(k) for c, k in zip(cats, counts, strict=True)},
         }
-    return {
+    out = {
         "kind": spec.kind,
         "count": int((~missing).sum()),
         "missing_rate": _rate(int(missing.sum()), n),
     }
+    if spec.kind == "text":
+        out["length"] = _lengths(text[~missing], bins, sample_size, rng)
+    return out
+
+
+def _lengths(
+    texts: np.ndarray[Any, Any], bins: int, sample_size: int, rng: np.random.Generator
+) -> dict[str, Any]:
+    """Length in characters of the present texts: summary, histogram and sorted sample."""
+    lengths = np.fromiter((len(str(t)) for t in texts), dtype=np.float64, count=len(texts))
+    out = _numeric_summary(lengths, len(lengths))
+    out.pop("missing_rate")
+    out["histogram"] = _histogram(lengths, bins)
+    if len(lengths) > sample_size:
+        lengths = rng.choice(lengths, size=sample_size, replace=False)
+    out["sample"] = [float(v) for v in np.sort(lengths)]
+    return out
 
 
 def _numeric_summary(present: np.ndarray[Any, Any], n: int) -> dict[str, Any]:

@@ -217,7 +217,8 @@ def drift_from_profile(
     """Drift of a window of feature columns against a bundle's ``profile.json``.
 
     Numeric features compare with the profile's reference ``sample``; categorical ones
-    with its ``counts``. Features absent from ``columns`` are skipped.
+    with its ``counts``; text features by their length in characters, with the profile's
+    ``length.sample``. Features absent from ``columns`` are skipped.
     """
     results: list[FeatureDrift] = []
     for name, spec in profile["features"].items():
@@ -227,6 +228,9 @@ def drift_from_profile(
             results.append(numeric_drift(name, spec["sample"], columns[name], settings))
         elif spec["kind"] == "categorical":
             results.append(categorical_drift(name, spec["counts"], columns[name], settings))
+        elif spec["kind"] == "text" and (spec.get("length") or {}).get("sample"):
+            lengths = [float(len(v)) for v in columns[name] if isinstance(v, str) and v]
+            results.append(numeric_drift(name, spec["length"]["sample"], lengths, settings))
     return dataset_drift(results, settings)
 
 

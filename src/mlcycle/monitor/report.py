@@ -631,10 +631,20 @@ def _drift_against_profile(
     skipped: dict[str, str] = {}
     for name, values in columns.items():
         spec = specs.get(name)
-        if spec is None or spec.get("kind") not in ("numeric", "categorical"):
-            skipped[name] = "not a numeric or categorical feature of the profile"
+        if spec is None or spec.get("kind") not in ("numeric", "categorical", "text"):
+            skipped[name] = "not a feature of the profile"
             continue
-        if spec["kind"] == "numeric":
+        if spec["kind"] == "text":
+            ref_lengths = (spec.get("length") or {}).get("sample")
+            lengths = [float(len(v)) for v in values if isinstance(v, str) and v]
+            if not ref_lengths or not lengths:
+                skipped[name] = "no text to compare (or no text lengths in the profile)"
+                continue
+            usable[name] = values
+            histograms[name] = numeric_histogram(
+                np.asarray(ref_lengths, np.float64), np.asarray(lengths, np.float64)
+            )
+        elif spec["kind"] == "numeric":
             cur = _floats(values)
             if not np.isfinite(cur).any() or not spec.get("sample"):
                 skipped[name] = "no non-missing value to compare"

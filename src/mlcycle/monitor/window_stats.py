@@ -11,6 +11,8 @@ rules use):
                                   training
 ``input.mean``                    per numeric feature
 ``input.quantile``                per numeric feature and ``q`` in 0.05, 0.5, 0.95
+``input.text_length_mean``        per text feature: mean length in characters
+``input.text_length_quantile``    per text feature and ``q`` in 0.05, 0.5, 0.95
 ``output.confidence_mean``        mean top probability
 ``output.confidence_quantile``    top probability's quantiles, ``q`` in 0.05, 0.5, 0.95
 ``output.low_confidence_rate``    share of rows whose top probability is below the setting
@@ -23,7 +25,8 @@ rules use):
 ``pipeline.latency_p50_ms``,      for a stage of a pipeline: from the pipeline's start
 ``pipeline.latency_p99_ms``       (``X-Pipeline-Start``) to this stage's answer; at the
                                   last stage, the end-to-end latency
-``drift.score``                   per feature: the test's statistic (see drift.py)
+``drift.score``                   per feature: the test's statistic (see drift.py); a
+                                  text feature is tested on its length
 ``drift.psi``                     per feature: population stability index
 ``drift.detected``                per feature: 1 when the test says drifted
 ``drift.share``                   share of drifted features (the dataset verdict's input)
@@ -54,7 +57,14 @@ from mlcycle.monitor.drift import (
 )
 from mlcycle.monitor.window import RequestView, RowView
 
-__all__ = ["FeatureSpec", "MetricValue", "WindowResult", "feature_specs", "window_metrics"]
+__all__ = [
+    "FeatureSpec",
+    "MetricValue",
+    "WindowResult",
+    "feature_specs",
+    "text_lengths",
+    "window_metrics",
+]
 
 QUANTILES = (0.05, 0.5, 0.95)
 
@@ -117,6 +127,10 @@ def feature_specs(profile: Mapping[str, Any], names: Sequence[str]) -> dict[str,
                 _float_or_none(spec.get("max")),
                 sample=spec.get("sample") or None,
             )
+        elif spec.get("kind") == "text":
+            length = spec.get("length")
+            sample = length.get("sample") if isinstance(length, Mapping) else None
+            out[name] = FeatureSpec(name, "text", sample=sample or None)
         elif spec.get("kind") == "categorical":
             counts = spec.get("counts") or {}
             out[name] = FeatureSpec(
@@ -242,9 +256,40 @@ def _categorical_inputs(
         labels = {"feature": name}
         out.append(MetricValue("input.missing_rate", missing / n, n, labels))
         spec = specs.get(name)
-        if spec is not None and spec.counts is not None:
+        if spec is not None and spec.kind == "text":
+            out += _text_lengths(values[:, j], name, missing_category)
+        elif spec is not None and spec.counts is not None:
             unseen = sum(c for v, c in counts.items() if v not in spec.counts)
             out.append(MetricValue("input.unseen_category_rate", unseen / n, n, labels))
+    return out
+
+
+def text_lengths(values: np.ndarray[Any, Any], missing_category: str) -> np.ndarray[Any, Any]:
+    """Length in characters of each present text (missing values are left out).
+
+    Examples
+    --------
+    >>> text_lengths(np.array(["ab", "", "abcd", None], dtype=object), "").tolist()
+    [2.0, 4.0]
+    """
+    return np.fromiter(
+        (len(v) for v in values.tolist() if v not in (None, "", missing_category)),
+        dtype=np.float64,
+    )
+
+
+def _text_lengths(
+    values: np.ndarray[Any, Any], name: str, missing_category: str
+) -> list[MetricValue]:
+    lengths = text_lengths(values, missing_category)
+    if lengths.size == 0:
+        return []
+    k = int(lengths.size)
+    out = [MetricValue("input.text_length_mean", float(lengths.mean()), k, {"feature": name})]
+    for q, v in zip(QUANTILES, np.quantile(lengths, QUANTILES), strict=True):
+        out.append(
+            MetricValue("input.text_length_quantile", float(v), k, {"feature": name, "q": str(q)})
+        )
     return out
 
 
@@ -311,6 +356,11 @@ def _feature_drift(
         results.append(numeric_drift(name, spec.sample, column, settings))
     for j, name in enumerate(categorical_names):
         spec = specs.get(name)
+        if spec is not None and spec.kind == "text" and spec.sample:
+            lengths = text_lengths(rows.categorical[:, j], missing_category)
+            if lengths.size:  # a text's drift is the drift of its length
+                results.append(numeric_drift(name, spec.sample, lengths, settings))
+            continue
         if spec is None or not spec.counts:
             continue
         counts = Counter(rows.categorical[:, j].tolist())

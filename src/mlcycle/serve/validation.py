@@ -10,6 +10,7 @@ is judged the same way whichever door it came in by:
 * **categorical** features take strings (integers are read as their decimal text);
   ``null`` and ``""`` are missing; a value never seen in training follows the
   ``unseen_category`` policy: ``error``, ``missing`` or ``pass``;
+* **text** features take any string, with the same rules for missing values;
 * every feature the model uses must be present, and a field that is no feature of the
   schema is refused unless ``unknown_feature`` is ``ignore``.
 
@@ -53,6 +54,7 @@ class _Block:
     name: str
     numeric: bool
     features: tuple[str, ...]
+    kind: str = "categorical"
 
 
 class Validator:
@@ -69,14 +71,10 @@ class Validator:
     def __init__(self, signature: Mapping[str, Any], settings: ValidationSettings) -> None:
         self.settings = settings
         specs = {str(f["name"]): f for f in signature["features"]}
-        self.blocks = [
-            _Block(str(s["name"]), s["dtype"] == "float32", tuple(map(str, s["features"])))
-            for s in signature["inputs"]
-        ]
+        self.blocks = [_block(s, specs) for s in signature["inputs"]]
         self.features: list[str] = [f for b in self.blocks for f in b.features]
-        self.kinds = {
-            f: ("numeric" if b.numeric else "categorical") for b in self.blocks for f in b.features
-        }
+        #: Feature name to kind: ``numeric``, ``categorical`` or ``text``.
+        self.kinds = {f: b.kind for b in self.blocks for f in b.features}
         #: The used features in the schema's order: the order of positional rows.
         self.schema_order: list[str] = [f for f in specs if f in set(self.features)]
         self.known = frozenset(specs) | frozenset(self.features)
@@ -314,7 +312,17 @@ class Validator:
             locate,
             policy=self.settings.unseen_category,
             missing=self._missing_category,
+            kind=b.kind,
         )
+
+
+def _block(spec: Mapping[str, Any], features: Mapping[str, Mapping[str, Any]]) -> _Block:
+    """An input block of the signature; a string block's kind is its features' kind."""
+    names = tuple(map(str, spec["features"]))
+    if spec["dtype"] == "float32":
+        return _Block(str(spec["name"]), True, names, "numeric")
+    kinds = {str(features.get(f, {}).get("kind", "categorical")) for f in names}
+    return _Block(str(spec["name"]), False, names, "text" if kinds == {"text"} else "categorical")
 
 
 def _check_unique(columns: Sequence[str], where: str) -> None:

@@ -124,6 +124,7 @@ def categorical_block(
     *,
     policy: str,
     missing: str,
+    kind: str = "categorical",
 ) -> np.ndarray[Any, Any]:
     """Rows of categories → object ``[N, m]`` of ``str``, or a 422 for the first bad one.
 
@@ -140,21 +141,24 @@ def categorical_block(
         An unseen category: ``error`` (422), ``missing`` or ``pass``.
     missing
         The text that stands for a missing category (the signature's ``missing_category``).
+    kind
+        ``categorical`` or ``text``: the word error messages use for the features (text
+        features have no known values, so ``categories`` is empty for them).
     """
     n = len(raw)
     arr = _grid(raw, (n, len(features)), fast=False)
     out = np.empty((n, len(features)), dtype=object)
     for j, f in enumerate(features):
-        rule = (f, categories[j], nullable[j], policy, missing)
+        rule = (f, f"{kind} feature {f!r}", categories[j], nullable[j], policy, missing)
         for i in range(n):
             out[i, j] = _category(arr[i, j], rule, locate, i)
     return out
 
 
 def _category(
-    v: Any, rule: tuple[str, frozenset[str], bool, str, str], locate: Locate, i: int
+    v: Any, rule: tuple[str, str, frozenset[str], bool, str, str], locate: Locate, i: int
 ) -> str:
-    f, known, nullable, policy, missing = rule
+    f, what, known, nullable, policy, missing = rule
     t = type(v)
     if t is bytes:
         try:
@@ -163,7 +167,7 @@ def _category(
             raise RequestError(
                 422,
                 "wrong_type",
-                f"categorical feature {f!r} got bytes that are not UTF-8",
+                f"{what} got bytes that are not UTF-8",
                 locate(i, f),
             ) from None
     elif t is int or isinstance(v, np.integer):
@@ -174,8 +178,7 @@ def _category(
         raise RequestError(
             422,
             "wrong_type",
-            f"categorical feature {f!r} got {json_type(v)} {short(v)}; "
-            "send a string (or null for a missing value)",
+            f"{what} got {json_type(v)} {short(v)}; send a string (or null for a missing value)",
             locate(i, f),
         )
     if v == "" or v == missing:
@@ -183,9 +186,9 @@ def _category(
             raise RequestError(
                 422,
                 "missing_value",
-                f"categorical feature {f!r} is missing but the schema "
-                "does not declare it nullable; send one of its categories, or set "
-                "serve.validation.allow_missing=true",
+                f"{what} is missing but the schema does not declare it nullable; send "
+                f"{'a non-empty text' if what.startswith('text') else 'one of its categories'}"
+                ", or set serve.validation.allow_missing=true",
                 locate(i, f),
             )
         return missing
@@ -196,7 +199,7 @@ def _category(
         raise RequestError(
             422,
             "unseen_category",
-            f"categorical feature {f!r} got {short(v)}, a value "
+            f"{what} got {short(v)}, a value "
             f"never seen in training (known: {shown}); fix the value, or set "
             "serve.validation.unseen_category to missing or pass",
             locate(i, f),

@@ -30,7 +30,15 @@ from mlcycle.train.estimators import TREE_FAMILIES, make_estimator
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
-__all__ = ["INPUT_CATEGORICAL", "INPUT_NUMERIC", "build_pipeline", "model_frame", "onnx_inputs"]
+__all__ = [
+    "INPUT_CATEGORICAL",
+    "INPUT_NUMERIC",
+    "INPUT_TEXT",
+    "build_pipeline",
+    "model_frame",
+    "onnx_inputs",
+    "text_vectorizer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +46,8 @@ logger = logging.getLogger(__name__)
 INPUT_NUMERIC = "numeric"
 #: Name of the ONNX input holding the categorical features.
 INPUT_CATEGORICAL = "categorical"
+#: Name of the ONNX input holding the text features.
+INPUT_TEXT = "text"
 
 _IMPUTE = ("mean", "median", "most_frequent")
 
@@ -86,23 +96,16 @@ def build_pipeline(
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-    if schema.text:
-        names = ", ".join(f.name for f in schema.text)
-        raise TrainingError(
-            f"text features are not supported by the scikit-learn trainer yet: {names}. "
-            "Declare them as `kind: categorical` in the schema file if they hold a few "
-            "repeated values, or drop them from the data (or the schema) to train without them"
-        )
-    n_num, n_cat = len(schema.numeric), len(schema.categorical)
-    if n_num + n_cat == 0:
-        raise TrainingError("the schema has no numeric or categorical feature to train on")
+    n_num, n_cat, n_text = len(schema.numeric), len(schema.categorical), len(schema.text)
+    if n_num + n_cat + n_text == 0:
+        raise TrainingError("the schema has no feature to train on")
     if preprocess.numeric_impute not in _IMPUTE:
         raise ConfigError(
             f"train.preprocess.numeric_impute is {preprocess.numeric_impute!r}; "
             f"use one of {', '.join(_IMPUTE)}"
         )
 
-    transformers: list[tuple[str, Any, list[int]]] = []
+    transformers: list[tuple[str, Any, list[int] | int]] = []
     if n_num:
         steps: list[tuple[str, Any]] = [
             (
@@ -122,10 +125,65 @@ def build_pipeline(
         else:
             encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
         transformers.append((INPUT_CATEGORICAL, encoder, list(range(n_num, n_num + n_cat))))
+    for j in range(n_text):
+        # An integer (not a list) selects the column as 1-D strings, what TF-IDF expects.
+        transformers.append((f"{INPUT_TEXT}_{j}", text_vectorizer(preprocess), n_num + n_cat + j))
 
     column_transformer = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
     return Pipeline(
         [("preprocess", column_transformer), ("model", make_estimator(model_cfg, seed))]
+    )
+
+
+def text_vectorizer(preprocess: PreprocessConfig) -> Any:
+    """The TF-IDF vectoriser of one text feature, as ``preprocess`` configures it.
+
+    Words are runs of two or more letters or digits (scikit-learn's default pattern),
+    lower-cased when ``text_lowercase``; the vocabulary keeps the ``text_max_features``
+    most frequent n-grams of 1 to ``text_ngram_max`` words seen in at least
+    ``text_min_df`` training rows. The exported graph tokenises the same way. Term
+    counts are raw (no ``sublinear_tf``: skl2onnx's converter ignores it, so the graph
+    would disagree with scikit-learn on any repeated word).
+
+    Parameters
+    ----------
+    preprocess
+        The ``train.preprocess`` section.
+
+    Returns
+    -------
+    sklearn.feature_extraction.text.TfidfVectorizer
+        Unfitted.
+
+    Raises
+    ------
+    ConfigError
+        A text setting out of range.
+
+    Examples
+    --------
+    >>> text_vectorizer(PreprocessConfig()).ngram_range
+    (1, 2)
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    for key, low in (("text_max_features", 1), ("text_ngram_max", 1), ("text_min_df", 1)):
+        value = getattr(preprocess, key)
+        if not isinstance(value, int) or value < low:
+            raise ConfigError(
+                f"train.preprocess.{key} is {value!r}; it must be an integer >= {low}"
+            )
+    if preprocess.text_ngram_max > 3:
+        raise ConfigError(
+            f"train.preprocess.text_ngram_max is {preprocess.text_ngram_max}; use 1, 2 or 3 "
+            "(longer n-grams rarely help and make the vocabulary and the graph large)"
+        )
+    return TfidfVectorizer(
+        lowercase=preprocess.text_lowercase,
+        ngram_range=(1, preprocess.text_ngram_max),
+        max_features=preprocess.text_max_features,
+        min_df=preprocess.text_min_df,
+        dtype=np.float32,
     )
 
 
@@ -168,7 +226,7 @@ def model_frame(data: Dataset | pd.DataFrame, schema: Schema) -> pd.DataFrame:
     columns: dict[str, Any] = {}
     for f in schema.numeric:
         columns[f.name] = _numeric(frame[f.name].to_numpy(), f.name)
-    for f in schema.categorical:
+    for f in [*schema.categorical, *schema.text]:
         columns[f.name] = pd.Series(_strings(frame[f.name].to_numpy()), dtype=object)
     out = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
     return out[schema.model_order]
@@ -206,6 +264,9 @@ def onnx_inputs(frame: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray[Any
     if schema.categorical:
         cols = [f.name for f in schema.categorical]
         out[INPUT_CATEGORICAL] = mf[cols].to_numpy(dtype=object)
+    if schema.text:
+        cols = [f.name for f in schema.text]
+        out[INPUT_TEXT] = mf[cols].to_numpy(dtype=object)
     return out
 
 
