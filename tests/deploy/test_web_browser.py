@@ -29,6 +29,7 @@ from sklearn.datasets import load_breast_cancer
 
 from mlcycle.bundle import Bundle, BundleInputError
 from mlcycle.deploy.web import VENDOR_DIR, build_web_site
+from tests._bundles import build_bundle
 from tests._chromium import browser, needs_chromium
 from tests.serve.conftest import (
     RunningServer,
@@ -68,13 +69,23 @@ class _StaticFiles(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
+def tickets_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A text model: TF-IDF of a message + channel + account age (logistic regression)."""
+    return build_bundle("tickets", tmp_path_factory.mktemp("tickets") / "bundle")
+
+
+@pytest.fixture(scope="module")
 def site_url(
-    mixed_bundle: Path, cancer_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+    mixed_bundle: Path,
+    cancer_bundle: Path,
+    tickets_bundle: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
-    """Both sites (``/mixed/``, ``/cancer/``) served on 127.0.0.1; the base URL."""
+    """The sites (``/mixed/``, ``/cancer/``, ``/tickets/``) served on 127.0.0.1; the base URL."""
     root = tmp_path_factory.mktemp("sites")
     build_web_site(mixed_bundle, root / "mixed")
     build_web_site(cancer_bundle, root / "cancer", ort_dist=root / "mixed" / VENDOR_DIR)
+    build_web_site(tickets_bundle, root / "tickets", ort_dist=root / "mixed" / VENDOR_DIR)
     handler = functools.partial(_StaticFiles, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -222,6 +233,36 @@ def test_the_form_and_a_csv_predict_as_the_server_does(
         for d in downloaded
     ]
     assert_same(from_file, want, classes)
+    site.check_clean()
+
+
+def test_a_text_model_predicts_in_the_browser_as_the_server_does(
+    open_site: Callable[[str], Site],
+    start_server: Callable[..., RunningServer],
+    tickets_bundle: Path,
+) -> None:
+    rows: list[dict[str, Any]] = [
+        {"message": "Refund, refund! my invoice:wrong", "channel": "email", "account_age_days": 3},
+        {"message": "\u00c9CRAN noir; the app crashes", "channel": "chat", "account_age_days": 40},
+        {"message": "parcel parcel late, tracking?", "channel": "phone", "account_age_days": 1e3},
+        {"message": "x", "channel": "email", "account_age_days": 7},
+    ]
+    server = start_server(tickets_bundle)
+    classes = Bundle.load(tickets_bundle).classes
+    want = served(server, rows)
+    site = open_site("tickets")
+    page = site.page
+    assert page.locator("textarea#feature-2, textarea[data-feature=message]").count() == 1
+    got = []
+    for row in rows:
+        page.get_by_label("message", exact=True).fill(row["message"])
+        page.get_by_label("channel", exact=True).select_option(row["channel"])
+        page.get_by_label("account_age_days", exact=True).fill(str(row["account_age_days"]))
+        (result,) = site.run("Predict")
+        got.append(result)
+    assert_same(got, want, classes)
+    columns = ["message", "channel", "account_age_days"]
+    assert_same(site.batch(to_csv(rows, columns)), want, classes)
     site.check_clean()
 
 

@@ -229,12 +229,15 @@ function buildForm() {
       for (const c of spec.categories) input.append(cell('option', String(c), { value: String(c) }));
     } else if (spec.kind === 'categorical') {
       input = cell('input', '', { id, type: 'text', autocomplete: 'off' });
+    } else if (spec.kind === 'text') {
+      input = cell('textarea', '', { id, rows: '3' });
     } else {
       input = cell('input', '', { id, type: 'number', step: 'any', inputmode: 'decimal' });
     }
     input.dataset.feature = spec.name;
     input.dataset.kind = spec.kind;
-    const hint = [spec.kind === 'numeric' ? 'number' : 'category', 'empty = missing'];
+    const word = { numeric: 'number', categorical: 'category', text: 'text' }[spec.kind];
+    const hint = [word, 'empty = missing'];
     if (spec.min != null && spec.max != null) hint.push(`seen in training: ${spec.min} to ${spec.max}`);
     wrap.append(input, cell('small', hint.join('; '), { id: `${id}-hint` }));
     input.setAttribute('aria-describedby', `${id}-hint`);
