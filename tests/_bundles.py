@@ -4,6 +4,7 @@
 (histogram gradient boosting). ``build_bundle("mixed", dest)``: numeric and categorical
 features with missing values, three classes. ``build_bundle("tickets", dest)``: a text
 message, a categorical channel and a numeric age, four teams (TF-IDF + logistic regression).
+``build_bundle("digits", dest)``: 8x8 grey digit images, ten classes (a small CNN).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from sklearn.datasets import load_breast_cancer
 
-from mlcycle.config.structured import GBDTConfig, LogRegConfig, TrainConfig
+from mlcycle.config.structured import CNNConfig, GBDTConfig, LogRegConfig, ModelConfig, TrainConfig
 from mlcycle.export.bundle import make_signature, write_bundle
 from mlcycle.export.onnx import to_onnx
 from mlcycle.export.parity import check_parity
@@ -20,7 +21,7 @@ from mlcycle.export.profile import build_profile
 from mlcycle.train.fit import fit_model
 from tests import _datasets
 
-KINDS = ("cancer", "mixed", "tickets")
+KINDS = ("cancer", "mixed", "tickets", "digits")
 
 
 def build_bundle(kind: str, dest: Path) -> Path:
@@ -34,10 +35,15 @@ def build_bundle(kind: str, dest: Path) -> Path:
     elif kind == "tickets":
         dataset = _datasets.tickets_dataset()
         name = "tickets"
+    elif kind == "digits":
+        dataset = _datasets.digits_dataset()
+        name = "digits"
     else:
         raise ValueError(f"unknown bundle kind {kind!r}; one of {KINDS}")
     train, val = _datasets.split(dataset)
-    family = LogRegConfig() if kind == "tickets" else GBDTConfig(max_iter=20)
+    family: ModelConfig = LogRegConfig() if kind == "tickets" else GBDTConfig(max_iter=20)
+    if kind == "digits":
+        family = CNNConfig(epochs=8)
     model = fit_model(train, family, TrainConfig())
     onx = to_onnx(model.pipeline, train.schema)
     parity = check_parity(model, onx, val, 1e-4)

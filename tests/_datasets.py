@@ -100,6 +100,23 @@ def tickets_dataset(rows: int = 400) -> Dataset:
     return make_dataset(frame.drop(columns=["team"]), frame["team"].to_numpy(), schema)
 
 
+def digits_dataset(rows: int | None = None) -> Dataset:
+    """scikit-learn's 8x8 digits as an image feature (one float32 [1, 8, 8] array per row)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.float32)[:rows, None]
+    column = np.empty(len(images), dtype=object)
+    column[:] = list(images)
+    y = np.array([str(t) for t in bunch.target[:rows]])
+    schema = Schema(
+        "digit",
+        [str(d) for d in range(10)],
+        [FeatureSpec("image", "image", "float32", min=0.0, max=16.0, shape=[1, 8, 8])],
+    )
+    return make_dataset(pd.DataFrame({"image": column}), y, schema)
+
+
 def fast_config(family: str, **overrides: object) -> ModelConfig:
     """A small, quick config of ``family`` (defaults otherwise)."""
     base: dict[str, ModelConfig] = {

@@ -42,6 +42,12 @@ LONGEST_FIRST = (
     "tests/deploy/test_images.py",
     "tests/deploy/test_aws_lambda.py",
     "tests/deploy/test_web_browser.py",
+    "tests/data/check/test_command.py",
+    "tests/test_cli_analyze.py",
+    "tests/test_cli_augment.py",
+    "tests/train/test_cnn.py",
+    "tests/features/test_serving.py",
+    "tests/serve/test_images.py",
 )
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "SUPPORTED_FORMAT_VERSIONS",
     "Bundle",
     "BundleInputError",
+    "image_shape",
     "sha256_file",
 ]
 
@@ -61,6 +62,26 @@ _REEXPORT = "re-export the bundle"
 
 class BundleInputError(BundleError, ValueError):
     """Inputs do not match the bundle's signature (missing feature, wrong type or shape)."""
+
+
+def image_shape(spec: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` of an image input of the signature, ``None`` for a tabular input.
+
+    An image input is float32 ``[N, C, H, W]`` (its one feature is the image); the
+    tabular inputs are ``[N, k]``.
+
+    Examples
+    --------
+    >>> image_shape({"name": "image", "dtype": "float32", "shape": [None, 1, 8, 8]})
+    (1, 8, 8)
+    >>> image_shape({"name": "numeric", "dtype": "float32", "shape": [None, 3]}) is None
+    True
+    """
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or len(shape) != 4:
+        return None
+    c, h, w = (int(v) for v in shape[1:])
+    return c, h, w
 
 
 class Bundle:
@@ -239,6 +260,15 @@ class Bundle:
         first = ""
         for spec in self._signature["inputs"]:
             names = [str(n) for n in spec["features"]]
+            image = image_shape(spec)
+            if image is not None:
+                out[spec["name"]] = arr = _images(columns[names[0]], names[0], image)
+                if rows is not None and len(arr) != rows:
+                    raise BundleInputError(
+                        f"feature '{names[0]}' has {len(arr)} images but '{first}' has {rows}"
+                    )
+                rows, first = len(arr), names[0]
+                continue
             convert = _floats if spec["dtype"] == "float32" else _strings
             cols = [convert(columns[name], name) for name in names]
             for name, col in zip(names, cols, strict=True):
@@ -296,6 +326,17 @@ class Bundle:
                 )
             dtype = np.float32 if spec["dtype"] == "float32" else object
             arr = np.asarray(inputs[name], dtype=dtype)
+            image = image_shape(spec)
+            if image is not None:
+                if arr.ndim == 3 and image[0] == 1:
+                    arr = arr[:, None]
+                if arr.shape[1:] != image:
+                    raise BundleInputError(
+                        f"input '{name}' has shape {list(arr.shape)}; expected "
+                        f"[rows, {', '.join(map(str, image))}]"
+                    )
+                feed[name] = np.ascontiguousarray(arr)
+                continue
             width = len(spec["features"])
             if arr.ndim != 2 or arr.shape[1] != width:
                 raise BundleInputError(
@@ -478,6 +519,30 @@ def _floats(values: Sequence[Any] | np.ndarray[Any, Any], name: str) -> np.ndarr
         raise BundleInputError(
             f"numeric feature '{name}' has the value {bad!r}, which is not a number"
         ) from None
+
+
+def _images(
+    values: Sequence[Any] | np.ndarray[Any, Any], name: str, shape: tuple[int, int, int]
+) -> np.ndarray[Any, Any]:
+    """One image per row (each ``[C, H, W]``, or ``[H, W]`` for one channel) as float32
+    ``[N, C, H, W]``."""
+    try:
+        if isinstance(values, np.ndarray) and values.dtype != np.dtype(object):
+            arr = values.astype(np.float32)
+        else:
+            arr = np.stack([np.asarray(v, dtype=np.float32) for v in values])
+    except (TypeError, ValueError) as exc:
+        raise BundleInputError(
+            f"image feature '{name}' must hold images of numbers of shape {list(shape)}: {exc}"
+        ) from None
+    if arr.ndim == 3 and shape[0] == 1:
+        arr = arr[:, None]
+    if arr.shape[1:] != shape:
+        raise BundleInputError(
+            f"image feature '{name}' has images of shape {list(arr.shape[1:])}; the model "
+            f"expects {list(shape)} (channels, height, width)"
+        )
+    return np.ascontiguousarray(arr)
 
 
 def _is_number(v: Any) -> bool:

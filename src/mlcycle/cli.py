@@ -6,7 +6,8 @@ Two kinds of commands:
   ``export``) are Hydra applications: everything after the command name is Hydra's
   command line (overrides, ``--multirun``, ``--cfg job``, ``--help``, ``-sc``).
 * **Plain commands** (``init``, ``data``, ``models``, ``promote``, ``rollback``,
-  ``serve``, ``rollout``, ``predict``, ``drift``, ``deploy``, ``demo``, ``completion``) take flags,
+  ``serve``, ``rollout``, ``predict``, ``drift``, ``analyze``, ``augment``, ``deploy``,
+  ``demo``, ``completion``) take flags,
   plus optional ``key=value`` overrides for the config they read (e.g. ``tracking.uri=...``).
 
 Heavy libraries are imported inside the command that needs them, so ``mlcycle --help``
@@ -39,7 +40,8 @@ HYDRA_COMMANDS: dict[str, str] = {
 
 PLAIN_COMMANDS: dict[str, str] = {
     "init": "create a project: git, DVC, conf/, dvc.yaml pipeline, DVC remote",
-    "data": "add, push, pull or show the status of DVC-tracked data; export feedback labels",
+    "data": "add, push, pull or show the status of DVC-tracked data; check its quality; "
+    "export feedback labels",
     "models": "list registered model versions, aliases, metrics and history",
     "promote": "move the 'champion' alias to a model version",
     "rollback": "move 'champion' back to the previous champion",
@@ -52,11 +54,13 @@ PLAIN_COMMANDS: dict[str, str] = {
     "retrain": "retrain on labelled feedback; a model that beats the champion becomes challenger",
     "automation": "calibrate the confidence threshold; show or set a server's automation mode",
     "deploy": "build a server image, deploy to AWS Lambda, or write a browser (web) site",
+    "augment": "measure augmentation: train with and without it, compare on holdout and slices",
+    "analyze": "error analysis: score slices of the data, rank them by gap x share",
     "demo": "run the end-to-end demo in a fresh project",
     "completion": "print the bash completion script",
 }
 
-DATA_ACTIONS = ("add", "push", "pull", "status", "feedback")
+DATA_ACTIONS = ("add", "push", "pull", "status", "feedback", "check")
 
 
 def _usage() -> str:
@@ -153,7 +157,7 @@ def _cmd_data(rest: list[str]) -> None:
     p = _parser("data", PLAIN_COMMANDS["data"])
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = sub.add_parser("add", help="track a data file with DVC and infer its schema")
-    add.add_argument("path", type=Path, help="CSV or Parquet file inside the project")
+    add.add_argument("path", type=Path, help="CSV, Parquet or .npz file inside the project")
     add.add_argument("--label", help="label column (default: data.label of the config)")
     add.add_argument(
         "--name", help="dataset name: also writes conf/data/NAME.yaml selecting this file"
@@ -179,7 +183,49 @@ def _cmd_data(rest: list[str]) -> None:
         help="monitoring store (default serve.monitor.store, else monitor.db in the project)",
     )
     _add_overrides(fb)
-    ns = p.parse_args(rest)
+    ck = sub.add_parser(
+        "check",
+        help="report on the data: label issues, duplicates, coverage, learning curve, "
+        "timeliness (HTML + JSON)",
+    )
+    ck.add_argument(
+        "--out", type=Path, help="report folder (default reports/data_check in the project)"
+    )
+    ck.add_argument(
+        "--folds", type=int, help="cross-validation folds (default data.check.folds: 5)"
+    )
+    ck.add_argument(
+        "--max-issues",
+        type=int,
+        help="label issues and duplicate groups listed (default data.check.max_issues: 50)",
+    )
+    ck.add_argument(
+        "--store",
+        metavar="URL_OR_PATH",
+        help="monitoring store (default serve.monitor.store, else monitor.db in the project)",
+    )
+    _add_overrides(ck)
+    ns, extra = p.parse_known_args(rest)
+    # argparse takes the KEY=VALUE words in one run; `data check` also takes them between
+    # its flags (`--folds 3 model=gbdt --out dir data=wine`).
+    stray = [w for w in extra if ns.action != "check" or w.startswith("-") or "=" not in w]
+    if stray:
+        p.error(f"unrecognized arguments: {' '.join(stray)}")
+    if ns.action == "check":
+        from mlcycle.config.project import Project
+        from mlcycle.data.check import run_check, summary_lines
+
+        project = Project.discover()
+        result = run_check(
+            out=ns.out,
+            folds=ns.folds,
+            max_issues=ns.max_issues,
+            store=ns.store,
+            overrides=[*ns.overrides, *extra],
+            project=project,
+        )
+        print("\n".join(summary_lines(result, project.root)))
+        return
     from mlcycle import data_commands
 
     if ns.action == "add":
@@ -327,6 +373,18 @@ def _cmd_automation(rest: list[str]) -> None:
     automation_command(rest)
 
 
+def _cmd_augment(rest: list[str]) -> None:
+    from mlcycle.augment_command import main as augment_main
+
+    augment_main(rest)
+
+
+def _cmd_analyze(rest: list[str]) -> None:
+    from mlcycle.analyze_command import main as analyze_main
+
+    analyze_main(rest)
+
+
 def _cmd_deploy(rest: list[str]) -> None:
     from mlcycle.deploy.command import main as deploy_main
 
@@ -455,6 +513,8 @@ _PLAIN: dict[str, Callable[[list[str]], None]] = {
     "retrain": _cmd_retrain,
     "automation": _cmd_automation,
     "deploy": _cmd_deploy,
+    "augment": _cmd_augment,
+    "analyze": _cmd_analyze,
     "demo": _cmd_demo,
     "completion": _cmd_completion,
 }

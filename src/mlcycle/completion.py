@@ -81,6 +81,19 @@ def candidates(line: str) -> list[str]:
     if command == "deploy" and (len(args) == 1 or (len(args) == 2 and not new_word)):
         prefix = "" if len(args) == 1 else args[1]
         return [a for a in ("docker", "lambda", "web") if a.startswith(prefix)]
+    if command == "augment" and (len(args) == 1 or (len(args) == 2 and not new_word)):
+        prefix = "" if len(args) == 1 else args[1]
+        return [a for a in ("compare",) if a.startswith(prefix)]
+    if command == "analyze" and len(args) >= 2:
+        from mlcycle.analyze_command import OPTIONS, SPLITS
+
+        current = "" if new_word else args[-1]
+        previous = args[-1] if new_word else args[-2]
+        if previous == "--split":
+            return [s for s in SPLITS if s.startswith(current)]
+        if current.startswith("-"):
+            return sorted(o for o in OPTIONS if o.startswith(current))
+        return []
     if command == "completion":
         return ["bash"]
     if command in HYDRA_COMMANDS:

@@ -38,6 +38,10 @@ _GITIGNORE = """\
 /multirun/
 # mlcycle deploy: image contexts and web sites (regenerated from a bundle)
 /build/
+# mlcycle data check / analyze / augment compare: reports (regenerated on every run)
+/reports/data_check/
+/reports/analysis/
+/reports/augment/
 """
 
 _README = """\

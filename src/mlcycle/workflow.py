@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlcycle._optional import require
 from mlcycle.config.project import Project
 from mlcycle.config.structured import Config
+from mlcycle.data.augment.record import log_augmentation
 from mlcycle.data.dataset import Dataset
 from mlcycle.data.load import load_dataset
 from mlcycle.data.split import Splits, split_dataset
@@ -285,6 +286,9 @@ def export_and_register(
             parent=extra.parent,
         )
         lineage.update(extra.lineage)
+        if trained.augmentation is not None:  # what train.augment added (docs/augment.md)
+            lineage["augmentation"] = trained.augmentation
+            log_augmentation(trained.augmentation)
         bundle_path = _write_bundle(dest(run_id), cfg, trained, splits, model, evaluation, lineage)
         artifact_uri = log_artifacts(bundle_path, "bundle")
         version = None

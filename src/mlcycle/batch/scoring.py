@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlcycle.batch.readers import first_unparsable, not_numeric
-from mlcycle.bundle import Bundle
+from mlcycle.bundle import Bundle, image_shape
 from mlcycle.exceptions import SchemaError
 
 __all__ = [
@@ -88,8 +88,21 @@ def resolve_id_columns(
     return chosen
 
 
+def refuse_images(bundle: Bundle, where: str) -> None:
+    """Raise :class:`SchemaError` when the model takes an image (not batch-scorable)."""
+    images = [str(s["features"][0]) for s in bundle.signature["inputs"] if image_shape(s)]
+    if images:
+        raise SchemaError(
+            f"the model takes the image feature {images[0]!r}, and batch scoring reads "
+            f"CSV or Parquet columns ({where}), which cannot hold images; score images "
+            "with the server (POST /predict with JSON, or /v2 tensors) or Bundle.predict"
+        )
+
+
 def check_features(names: Sequence[str], bundle: Bundle, path: Path) -> None:
-    """Raise :class:`SchemaError` naming the model features missing from ``names``."""
+    """Raise :class:`SchemaError` naming the model features missing from ``names`` (or the
+    image feature of an image model: files of columns cannot hold images)."""
+    refuse_images(bundle, str(path))
     missing = [f for f in bundle.feature_names_used if f not in names]
     if missing:
         raise SchemaError(
@@ -128,6 +141,7 @@ class ChunkScorer:
     """
 
     def __init__(self, bundle: Bundle, id_columns: Sequence[str]) -> None:
+        refuse_images(bundle, "the batch")
         self.bundle = bundle
         self.id_columns = tuple(id_columns)
         self._missing = str(bundle.signature.get("missing_category", ""))

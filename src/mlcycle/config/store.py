@@ -10,6 +10,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 
 from mlcycle.config.structured import (
+    CNNConfig,
     Config,
     DataConfig,
     GBDTConfig,
@@ -29,6 +30,7 @@ _SCHEMAS: dict[str, dict[str, type]] = {
         "gbdt": GBDTConfig,
         "random_forest": RandomForestConfig,
         "mlp": MLPConfig,
+        "cnn": CNNConfig,
     },
     "schema/data": {"dataset": DataConfig},
     "schema/train": {"train": TrainConfig},

@@ -17,8 +17,11 @@ from mlcycle.serve.settings import ServeSettings
 
 __all__ = [
     "AnalyzeConfig",
+    "AugmentConfig",
     "BaselineConfig",
+    "CNNConfig",
     "Config",
+    "DataCheckConfig",
     "DataConfig",
     "EvaluateConfig",
     "GBDTConfig",
@@ -49,6 +52,40 @@ class SplitConfig:
 
 
 @dataclass
+class DataCheckConfig:
+    """What ``mlcycle data check`` looks for, and its thresholds (docs/data-check.md)."""
+
+    # Folds of the stratified cross-validation (out-of-sample probabilities for the label
+    # issues, and the learning curve); >= 2, and no class may have fewer rows.
+    folds: int = 5
+    # Seed of the folds and of the model; null: train.seed.
+    seed: int | None = None
+    # Label issues listed in the report, worst first (all of them are counted); >= 0.
+    max_issues: int = 50
+    # A categorical value in fewer rows than this is a rare category; >= 1.
+    rare_count: int = 10
+    # A slice (a categorical value, a numeric feature's quantile bin) with fewer rows than
+    # this is too small to evaluate a model on; >= 1.
+    min_slice_rows: int = 30
+    # Quantile bins per numeric feature for the slices; >= 2.
+    slice_bins: int = 4
+    # A class with a smaller share of the rows than this is rare; in [0, 1).
+    rare_class_share: float = 0.05
+    # A feature missing in a larger share of the rows than this is reported; in [0, 1].
+    max_missing_rate: float = 0.2
+    # Training sizes of the learning curve, as fractions of a training fold; in (0, 1].
+    curve_sizes: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.35, 0.5, 0.75, 1.0])
+    # Score of the learning curve (f1_macro, accuracy, roc_auc, log_loss, ...); null:
+    # evaluate.primary_metric.
+    metric: str | None = None
+    # Smallest gain from doubling the data that counts as "more data would help", whatever
+    # the spread between folds; >= 0.
+    min_gain: float = 0.005
+    # Newest labelled data older than this many days is reported as stale; > 0.
+    max_age_days: float = 90.0
+
+
+@dataclass
 class DataConfig:
     """A dataset: a CSV or Parquet file tracked by DVC, and its schema file."""
 
@@ -65,17 +102,27 @@ class DataConfig:
     # File format: auto (from the suffix), csv or parquet.
     format: str = "auto"
     split: SplitConfig = field(default_factory=SplitConfig)
+    # Derived features (ratio, bins, date_part, flag) computed from the raw features, in
+    # training and inside the exported graph: [{name, kind, ...}]; see docs/features.md.
+    derived: list[Any] = field(default_factory=list)
+    # Column of the raw data file holding when each row was labelled or observed (ISO 8601
+    # or Unix seconds); read by `mlcycle data check` only. null: none. When the schema also
+    # lists it, it is a feature too: remove it from the schema file to keep it out.
+    time_column: str | None = None
+    # Thresholds of `mlcycle data check` (docs/data-check.md).
+    check: DataCheckConfig = field(default_factory=DataCheckConfig)
 
 
 @dataclass
 class ModelConfig:
     """Common fields of every model family."""
 
-    # Model family: logreg, gbdt, random_forest or mlp.
+    # Model family: logreg, gbdt, random_forest, mlp, or cnn (image data).
     name: str = MISSING
     # Inverse regularisation strength shared by all families so one sweep can span them:
-    # logreg's C; gbdt's l2_regularization = 1/C; mlp's alpha = 1/C; random_forest has no
-    # penalty term and ignores it (with a warning). null: the family's own default.
+    # logreg's C; gbdt's l2_regularization = 1/C; mlp's alpha = 1/C; cnn's weight_decay =
+    # 1/C; random_forest has no penalty term and ignores it (with a warning). null: the
+    # family's own default.
     C: float | None = None
 
 
@@ -137,6 +184,23 @@ class MLPConfig(ModelConfig):
 
 
 @dataclass
+class CNNConfig(ModelConfig):
+    """Small convolutional network for one image feature (PyTorch, CPU; mlcycle.train.cnn)."""
+
+    name: str = "cnn"
+    # Output channels of each block (3x3 convolution, ReLU, 2x2 max-pool).
+    channels: list[int] = field(default_factory=lambda: [16, 32])
+    # Units of the dense layer before the output.
+    hidden: int = 64
+    # Passes over the training images, and images per Adam step.
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    # Adam's L2 penalty; overridden by 1/C when C is set.
+    weight_decay: float = 1e-4
+
+
+@dataclass
 class PreprocessConfig:
     """Preprocessing that becomes part of the exported ONNX graph."""
 
@@ -152,6 +216,73 @@ class PreprocessConfig:
     text_ngram_max: int = 2
     text_min_df: int = 1
     text_lowercase: bool = True
+    # The derived features the pipeline computes first (mlcycle.features); data.derived.
+    derived: Any = "${data.derived}"
+
+
+@dataclass
+class RebalanceConfig:
+    """Class rebalancing of tabular training rows (``train.augment.rebalance``)."""
+
+    # none; random (draw rows of the smaller classes again); smote (new rows between a row
+    # and one of its k nearest neighbours of the same class, numeric features only).
+    method: str = "none"
+    # Each smaller class grows to at least ratio x the largest class's rows; in (0, 1].
+    ratio: float = 1.0
+    # Neighbours SMOTE interpolates towards; >= 1.
+    k_neighbors: int = 5
+
+
+@dataclass
+class NoiseConfig:
+    """Additive Gaussian noise on numeric features (``train.augment.noise``)."""
+
+    # Signal-to-noise ratio in dB (> 0); a feature's signal power is its variance over the
+    # training split. null: no noise.
+    snr_db: float | None = None
+    # Noisy copies of each targeted row (>= 1).
+    copies: int = 1
+    # Keep noisy values inside each feature's range in the training split.
+    clip: bool = True
+
+
+@dataclass
+class ImageAugmentConfig:
+    """Random transforms of image arrays [N, H, W] or [N, C, H, W] (``train.augment.image``)."""
+
+    # Std of Gaussian pixel noise, as a fraction of the value range; [0, 0.5].
+    noise_std: float = 0.0
+    # Largest rotation either way, in degrees; [0, 45].
+    rotation_deg: float = 0.0
+    # Largest shift along each axis, in pixels; >= 0 and less than half the image.
+    shift_px: float = 0.0
+    # Largest brightness change, as a fraction of the value range; [0, 1).
+    brightness: float = 0.0
+    # Largest contrast change: values scaled around the image mean by 1 +- contrast; [0, 1).
+    contrast: float = 0.0
+    # Transformed copies of each image (>= 1).
+    copies: int = 1
+
+
+@dataclass
+class AugmentConfig:
+    """Data augmentation of the training split only (``train.augment``; docs/augment.md)."""
+
+    # Augment the training split (validation and test are never augmented).
+    enabled: bool = False
+    # Slices whose training rows are augmented: names of `slices` entries, or inline
+    # {name, where} entries; empty: the whole training split.
+    target_slices: list[Any] = field(default_factory=list)
+    # The slices target_slices names are looked up in (default: analyze.slices).
+    slices: Any = "${analyze.slices}"
+    # Targeted oversampling: the targeted rows are drawn again at random until they are
+    # factor x as many; >= 1 (1: off).
+    factor: float = 1.0
+    rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    image: ImageAugmentConfig = field(default_factory=ImageAugmentConfig)
+    # Seed of every random draw; null: train.seed.
+    seed: int | None = None
 
 
 @dataclass
@@ -169,6 +300,8 @@ class TrainConfig:
     sanity_rows: int = 32
     # Training accuracy `mlcycle sanity` expects on those rows.
     sanity_min_accuracy: float = 0.99
+    # Data augmentation of the training split (off by default); see docs/augment.md.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass

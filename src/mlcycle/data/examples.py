@@ -1,10 +1,11 @@
 """Example datasets built from tables scikit-learn ships (nothing is downloaded).
 
 Each example is a classification table with numeric features and a string label, written
-as CSV (or Parquet) so a new project has data to train on at once::
+as CSV (or Parquet) so a new project has data to train on at once; ``digits`` holds images
+and is written as an ``.npz`` array file::
 
     >>> sorted(EXAMPLES)
-    ['breast_cancer', 'tickets', 'wine']
+    ['breast_cancer', 'digits', 'tickets', 'wine']
     >>> EXAMPLES["wine"].label
     'cultivar'
 """
@@ -12,10 +13,13 @@ as CSV (or Parquet) so a new project has data to train on at once::
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from mlcycle._optional import require
 from mlcycle.exceptions import ConfigError
@@ -44,6 +48,9 @@ class Example:
     build
         A function that returns the whole table (label included), for examples that
         are generated in code rather than loaded from scikit-learn.
+    arrays
+        A function that returns the example as named arrays (one per column, first axis
+        the rows; images ``[N, H, W]``), for examples written as ``.npz`` files only.
     """
 
     name: str
@@ -51,11 +58,23 @@ class Example:
     description: str
     loader: str = ""
     build: Callable[[], pd.DataFrame] | None = None
+    arrays: Callable[[], dict[str, np.ndarray[Any, Any]]] | None = None
 
     def frame(self) -> pd.DataFrame:
         """The table: the features in scikit-learn's order, then the label as strings."""
         if self.build is not None:
             return self.build()
+        if self.arrays is not None:
+            pd = require("pandas", "train")
+            columns: dict[str, Any] = {}
+            for name, arr in self.arrays().items():
+                if arr.ndim == 1:
+                    columns[name] = arr.tolist()
+                else:
+                    column = np.empty(len(arr), dtype=object)
+                    column[:] = list((arr[:, None] if arr.ndim == 3 else arr).astype(np.float32))
+                    columns[name] = column
+            return pd.DataFrame(columns)
         pd = require("pandas", "train")
         datasets = require("sklearn.datasets", "train")
         bunch: Any = getattr(datasets, self.loader)()
@@ -71,12 +90,28 @@ def _tickets() -> pd.DataFrame:
     return tickets_frame()
 
 
+def _digits() -> dict[str, np.ndarray[Any, Any]]:
+    datasets = require("sklearn.datasets", "train")
+    bunch: Any = datasets.load_digits()
+    return {
+        "image": np.asarray(bunch.images, dtype=np.uint8),
+        "digit": np.asarray([str(int(t)) for t in bunch.target]),
+    }
+
+
 EXAMPLES: dict[str, Example] = {
     "breast_cancer": Example(
         name="breast_cancer",
         label="diagnosis",
         description="Wisconsin breast cancer: 569 rows, 30 numeric features, malignant/benign",
         loader="load_breast_cancer",
+    ),
+    "digits": Example(
+        name="digits",
+        label="digit",
+        description="Handwritten digits: 1797 grey images of 8x8 pixels (0..16), 10 "
+        "classes; an .npz array file (train it with model=cnn)",
+        arrays=_digits,
     ),
     "tickets": Example(
         name="tickets",
@@ -124,9 +159,11 @@ def get_example(name: str) -> Example:
 def write_example(name: str, path: Path) -> Path:
     """Write the example ``name`` to ``path``, creating parent folders.
 
-    The file is Parquet when the suffix is ``.parquet`` / ``.pq``, tab-separated for
-    ``.tsv``, else CSV. Floats are written in their shortest round-trip form, so the
-    bytes are the same on every call. The file is written to a temporary sibling and
+    The file is Parquet when the suffix is ``.parquet`` / ``.pq``, an ``.npz`` array file
+    for ``.npz`` (one array per column, images as ``[N, H, W]``; the only format of an
+    image example), tab-separated for ``.tsv``, else CSV. Floats are written in their
+    shortest round-trip form, and ``.npz`` members with a fixed time stamp, so the bytes
+    are the same on every call. The file is written to a temporary sibling and
     renamed, so a failure leaves no partial file.
 
     Parameters
@@ -144,7 +181,8 @@ def write_example(name: str, path: Path) -> Path:
     Raises
     ------
     ConfigError
-        When ``name`` is not a bundled example.
+        When ``name`` is not a bundled example, or an image example is asked for in a
+        table format.
 
     Examples
     --------
@@ -154,10 +192,25 @@ def write_example(name: str, path: Path) -> Path:
     'cultivar'
     """
     example = get_example(name)
-    frame = example.frame()
     path = Path(path)
     suffix = path.suffix.lower()
+    if example.arrays is not None and suffix != ".npz":
+        raise ConfigError(
+            f"the example {name!r} holds images, which only an .npz file stores; set "
+            f"data.path to a .npz file (e.g. data/{name}.npz)"
+        )
     writer: Callable[[Path], None]
+    if suffix == ".npz":
+        if example.arrays is not None:
+            arrays = example.arrays()
+        else:
+            arrays = {str(c): _column_array(v) for c, v in example.frame().items()}
+
+        def writer(target: Path) -> None:
+            _write_npz(target, arrays)
+
+        return _write_atomically(path, writer)
+    frame = example.frame()
     if suffix in (".parquet", ".pq"):
 
         def writer(target: Path) -> None:
@@ -169,6 +222,26 @@ def write_example(name: str, path: Path) -> Path:
         def writer(target: Path) -> None:
             frame.to_csv(target, index=False, sep=sep, lineterminator="\n")
 
+    return _write_atomically(path, writer)
+
+
+def _column_array(values: Any) -> np.ndarray[Any, Any]:
+    arr = np.asarray(values)
+    return arr.astype(str) if arr.dtype == object else arr
+
+
+def _write_npz(target: Path, arrays: dict[str, np.ndarray[Any, Any]]) -> None:
+    """``numpy.savez_compressed`` with a fixed time stamp on every member (same bytes
+    on every call; numpy stamps members with the current time)."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+
+def _write_atomically(path: Path, writer: Callable[[Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

@@ -423,10 +423,16 @@ def export_feedback(
     ------
     DataError
         No usable label (the message says how to get some); ``out`` outside the DVC
-        repository.
+        repository; an image model (the log holds no pixels).
     ProjectError
         ``dvc add`` failed.
     """
+    if schema.image:
+        raise DataError(
+            f"the model takes the image feature {schema.image[0].name!r}; the prediction log "
+            "holds each image's brightness and contrast, not its pixels, so its labels cannot "
+            "become a dataset file. Add the labelled images to the .npz data and train again"
+        )
     rows, skipped = collect_feedback(engine, since=since, model=model)
     frame, bad = feedback_frame(rows, schema)
     skipped.update(bad)

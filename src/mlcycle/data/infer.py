@@ -9,7 +9,10 @@ Rules, per feature column:
   categorical input is where the exported graph one-hot encodes it;
 - text columns whose present values all parse as numbers → ``numeric`` (``float64``);
 - other text columns → ``categorical`` when they have at most ``max_categories`` distinct
-  values, else ``text``.
+  values, else ``text``;
+- columns of arrays (an ``.npz`` file's image arrays, see
+  :func:`~mlcycle.data.load.read_arrays`) → ``image``, with the ``shape`` ``[C, H, W]`` of
+  the first image and the ``min``/``max`` of all pixel values.
 
 ``nullable`` is True when the column has a missing value (NaN, None or a blank string).
 The classes are the distinct labels as strings, sorted. A column of whole numbers stays
@@ -62,6 +65,9 @@ def infer_feature(series: pd.Series, name: str, *, max_categories: int = 50) -> 
     """
     import pandas as pd
 
+    image = _image_feature(series, name)
+    if image is not None:
+        return image
     missing = missing_mask(series)
     nullable = bool(missing.any())
     if is_bool_column(series):
@@ -81,6 +87,33 @@ def infer_feature(series: pd.Series, name: str, *, max_categories: int = 50) -> 
             name, "categorical", dtype="string", categories=distinct, nullable=nullable
         )
     return FeatureSpec(name, "text", dtype="string", nullable=nullable)
+
+
+def _image_feature(series: pd.Series, name: str) -> FeatureSpec | None:
+    """An ``image`` spec when the column holds arrays, else ``None``."""
+    if series.dtype != object:
+        return None
+    arrays = [v for v in series.tolist() if isinstance(v, np.ndarray)]
+    if not arrays:
+        return None
+    first = arrays[0][None] if arrays[0].ndim == 2 else arrays[0]
+    if first.ndim != 3:
+        raise DataError(
+            f"column '{name}' holds arrays of shape {list(arrays[0].shape)}; an image is "
+            "[height, width] or [channels, height, width]"
+        )
+    lo = min(float(np.min(a)) for a in arrays if a.size)
+    hi = max(float(np.max(a)) for a in arrays if a.size)
+    dtype = str(first.dtype)
+    return FeatureSpec(
+        name,
+        "image",
+        dtype=dtype,
+        min=_bound(lo),
+        max=_bound(hi),
+        nullable=len(arrays) < len(series),
+        shape=[int(v) for v in first.shape],
+    )
 
 
 def infer_schema(frame: pd.DataFrame, label: str, *, max_categories: int = 50) -> Schema:

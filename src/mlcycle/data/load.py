@@ -11,6 +11,8 @@ out of the schema's range, unknown categories, extra columns) are logged as warn
 from __future__ import annotations
 
 import logging
+import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +38,14 @@ __all__ = ["FORMATS", "frame_to_dataset", "load_dataset", "read_table", "schema_
 logger = logging.getLogger(__name__)
 
 #: Values of ``data.format``.
-FORMATS: tuple[str, ...] = ("auto", "csv", "tsv", "parquet")
-_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS: tuple[str, ...] = ("auto", "csv", "tsv", "parquet", "npz")
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".npz": "npz",
+}
 _EXAMPLES_SHOWN = 3
 
 
@@ -50,26 +58,28 @@ def _format_of(path: Path, fmt: str) -> str:
     if kind is None:
         raise DataError(
             f"cannot tell the format of data file {path} from its suffix {path.suffix!r}; "
-            f"use a {', '.join(_SUFFIXES)} file or set data.format=csv (or parquet)"
+            f"use a {', '.join(_SUFFIXES)} file or set data.format=csv (or parquet, npz)"
         )
     return kind
 
 
 def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
-    """Read a CSV, TSV or Parquet file into a DataFrame.
+    """Read a CSV, TSV, Parquet or NumPy array (``.npz``) file into a DataFrame.
 
     Parameters
     ----------
     path
         The data file.
     fmt
-        ``auto`` (from the suffix: ``.csv``, ``.tsv``, ``.parquet``, ``.pq``), ``csv``,
-        ``tsv`` or ``parquet``.
+        ``auto`` (from the suffix: ``.csv``, ``.tsv``, ``.parquet``, ``.pq``, ``.npz``),
+        ``csv``, ``tsv``, ``parquet`` or ``npz``.
 
     Returns
     -------
     pandas.DataFrame
-        The table, with the column types the reader infers.
+        The table, with the column types the reader infers. An ``.npz`` file's arrays
+        are its columns (see :func:`read_arrays`): an image column holds one float32
+        array ``[C, H, W]`` per row.
 
     Raises
     ------
@@ -100,6 +110,8 @@ def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
         UnicodeDecodeError,
         pd.errors.ParserError,
     )
+    if kind == "npz":
+        return read_arrays(path)
     try:
         if kind == "parquet":
             pa = require("pyarrow", "train")
@@ -120,6 +132,99 @@ def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
     if frame.shape[1] == 0 or len(frame) == 0:
         raise DataError(f"data file {path} has no rows; it needs at least one data row")
     return frame
+
+
+def read_arrays(path: Path) -> pd.DataFrame:
+    """Read an ``.npz`` file whose arrays are the columns of a table.
+
+    Every array has one entry per row (its first axis): a 1-D array is a column of
+    numbers or strings (e.g. the labels); an array of 3 or more dimensions is an image
+    feature, ``[N, H, W]`` (grey, one channel) or ``[N, C, H, W]``, whose column holds
+    one float32 array ``[C, H, W]`` per row.
+
+    Parameters
+    ----------
+    path
+        The ``.npz`` file (``numpy.savez`` / ``savez_compressed``); pickled object
+        arrays are refused.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One column per array, in the file's order.
+
+    Raises
+    ------
+    DataError
+        The file is not a readable ``.npz`` of plain arrays, an array is 2-D or has
+        more than 4 dimensions, or the arrays differ in length.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "t.npz"
+    >>> np.savez(p, image=np.zeros((3, 4, 4), np.uint8), y=np.array(["a", "b", "a"]))
+    >>> frame = read_arrays(p)
+    >>> frame["image"][0].shape, frame["y"].tolist()
+    ((1, 4, 4), ['a', 'b', 'a'])
+    """
+    pd = require("pandas", "train")
+    if not zipfile.is_zipfile(path):
+        raise DataError(
+            f"data file {path} is not an NPZ archive (numpy.savez / savez_compressed); "
+            "save the arrays with numpy.savez, or set data.format to the file's real format"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except ValueError as exc:
+        raise DataError(
+            f"data file {path} holds pickled object arrays, which mlcycle does not load "
+            f"({exc}); save plain numeric or string arrays with numpy.savez"
+        ) from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(f"data file {path} could not be read as NPZ: {exc}") from None
+    if not arrays:
+        raise DataError(f"data file {path} holds no arrays; it needs one array per column")
+    columns: dict[str, Any] = {}
+    rows: int | None = None
+    for name, arr in arrays.items():
+        if arr.ndim == 0:
+            raise DataError(
+                f"array '{name}' of {path} is a single value; every array needs one entry "
+                "per row (its first axis)"
+            )
+        if rows is None:
+            rows = len(arr)
+            first = name
+        elif len(arr) != rows:
+            raise DataError(
+                f"array '{name}' of {path} has {len(arr)} rows but '{first}' has {rows}; "
+                "every array needs one entry per row"
+            )
+        if arr.ndim == 1:
+            if arr.dtype.kind in "US":
+                columns[name] = pd.Series(arr.astype(str), dtype=object)
+            else:
+                columns[name] = pd.Series(arr)
+        elif arr.ndim in (3, 4):
+            if arr.dtype.kind not in "fiub":
+                raise DataError(
+                    f"array '{name}' of {path} holds images of dtype {arr.dtype}; images "
+                    "must hold numbers (uint8, float32, ...)"
+                )
+            images = arr[:, None] if arr.ndim == 3 else arr
+            column = np.empty(len(images), dtype=object)
+            column[:] = list(images.astype(np.float32, copy=False))
+            columns[name] = pd.Series(column, dtype=object)
+        else:
+            raise DataError(
+                f"array '{name}' of {path} has shape {list(arr.shape)}; use 1-D arrays for "
+                "columns of values and [N, H, W] or [N, C, H, W] arrays for images"
+            )
+    if not rows:
+        raise DataError(f"data file {path} has no rows; it needs at least one data row")
+    return pd.DataFrame(columns)
 
 
 def schema_file(cfg: DataConfig, project: Project) -> Path:
@@ -178,6 +283,51 @@ def _textual(spec: FeatureSpec, column: pd.Series) -> list[str]:
                 _examples(unknown),
             )
     return ["" if t is None else t for t in texts]
+
+
+def _holds_images(column: pd.Series) -> bool:
+    return column.dtype == object and any(isinstance(v, np.ndarray) for v in column.head(5))
+
+
+def _channels(shape: Sequence[int]) -> str:
+    c, h, w = shape
+    return f"{c} channel{'s' if c != 1 else ''}, {h}x{w}"
+
+
+def _images(spec: FeatureSpec, column: pd.Series, path: Path, where: str) -> list[Any]:
+    """The column's images as float32 ``[C, H, W]``, each checked against ``spec.shape``."""
+    expected = tuple(spec.shape or ())
+    if len(expected) != 3:
+        raise SchemaError(
+            f"image feature '{spec.name}' of {where} has no shape; set shape: "
+            "[channels, height, width]"
+        )
+    out: list[Any] = []
+    for i, v in enumerate(column.tolist()):
+        if v is None and spec.nullable:
+            out.append(None)
+            continue
+        if not isinstance(v, np.ndarray) or v.dtype.kind not in "fiub":
+            raise SchemaError(
+                f"image feature '{spec.name}' of {path}: row {i} holds "
+                f"{type(v).__name__} {str(v)[:40]!r}, not an image; the schema ({where}) "
+                f"expects arrays of numbers of shape {list(expected)} "
+                f"({_channels(expected)}); store images in an .npz file"
+            )
+        image = v[None] if v.ndim == 2 else v
+        if image.shape != expected:
+            what = (
+                f"has {image.shape[0]} channel(s)"
+                if image.ndim == 3 and image.shape[1:] == expected[1:]
+                else f"has shape {list(v.shape)}"
+            )
+            raise SchemaError(
+                f"image feature '{spec.name}' of {path}: row {i} {what}; the schema "
+                f"({where}) expects {list(expected)} ({_channels(expected)}). Resize or "
+                "convert the images, or fix the shape in the schema file"
+            )
+        out.append(image.astype(np.float32, copy=False))
+    return out
 
 
 def frame_to_dataset(
@@ -249,6 +399,14 @@ def frame_to_dataset(
                 "column '%s': %d missing value(s) but the schema says nullable: false",
                 spec.name,
                 n_missing,
+            )
+        if spec.kind == "image":
+            out[spec.name] = pd.Series(_images(spec, column, path, where), dtype=object)
+            continue
+        if _holds_images(column):
+            raise SchemaError(
+                f"column '{spec.name}' of {path} holds images but is {spec.kind} in {where}; "
+                "set its kind to image with shape: [channels, height, width]"
             )
         if spec.kind == "numeric":
             out[spec.name] = pd.Series(_numeric(spec, column, where, problems), dtype="float32")

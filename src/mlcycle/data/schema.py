@@ -18,15 +18,17 @@ from mlcycle.exceptions import SchemaError
 
 __all__ = ["FEATURE_KINDS", "FeatureKind", "FeatureSpec", "Schema"]
 
-FeatureKind = Literal["numeric", "categorical", "text"]
-FEATURE_KINDS: tuple[str, ...] = ("numeric", "categorical", "text")
+FeatureKind = Literal["numeric", "categorical", "text", "image"]
+FEATURE_KINDS: tuple[str, ...] = ("numeric", "categorical", "text", "image")
 
 _HEADER = """\
 # mlcycle dataset schema. Edit freely: this file is the contract between the data,
 # the trained model and the server.
-#   kind: numeric | categorical | text
+#   kind: numeric | categorical | text | image
 #   min / max: allowed range of a numeric feature (serving rejects values outside it
-#              when the out-of-range policy says so; training warns)
+#              when the out-of-range policy says so; training warns), or the pixel
+#              values seen in an image feature
+#   shape: [channels, height, width] of every image of an image feature
 #   categories: the known values of a categorical feature
 #   nullable: whether the feature may be missing
 """
@@ -41,15 +43,18 @@ class FeatureSpec:
     name
         Column name in the data file.
     kind
-        ``numeric``, ``categorical`` or ``text``.
+        ``numeric``, ``categorical``, ``text`` or ``image``.
     dtype
-        Storage type seen in the data: ``float64``, ``int64``, ``bool`` or ``string``.
+        Storage type seen in the data: ``float64``, ``int64``, ``bool`` or ``string``
+        (an image feature: its pixels' type, e.g. ``uint8`` or ``float32``).
     min, max
-        Allowed range (numeric features only).
+        Allowed range (numeric features), or the pixel values seen (image features).
     categories
         Known values (categorical features only), as strings.
     nullable
         Whether missing values are allowed.
+    shape
+        ``[channels, height, width]`` of every image (image features only).
     """
 
     name: str
@@ -59,13 +64,16 @@ class FeatureSpec:
     max: float | None = None
     categories: list[str] | None = None
     nullable: bool = False
+    shape: list[int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form, without keys that do not apply to the kind."""
         d = asdict(self)
-        if self.kind != "numeric":
+        if self.kind not in ("numeric", "image"):
             d.pop("min")
             d.pop("max")
+        if self.kind != "image":
+            d.pop("shape")
         if self.kind != "categorical":
             d.pop("categories")
         return d
@@ -85,9 +93,10 @@ class FeatureSpec:
         if unknown:
             raise SchemaError(
                 f"{where}: feature '{d['name']}' has unknown keys {sorted(unknown)}; "
-                "allowed: name, kind, dtype, min, max, categories, nullable"
+                "allowed: name, kind, dtype, min, max, categories, nullable, shape"
             )
         cats = d.get("categories")
+        shape = _image_shape(d, kind, where)
         return cls(
             name=str(d["name"]),
             kind=kind,
@@ -96,7 +105,31 @@ class FeatureSpec:
             max=None if d.get("max") is None else float(d["max"]),
             categories=None if cats is None else [str(c) for c in cats],
             nullable=bool(d.get("nullable", False)),
+            shape=shape,
         )
+
+
+def _image_shape(d: dict[str, Any], kind: str, where: str) -> list[int] | None:
+    """The checked ``shape`` of an image feature (``None`` for other kinds)."""
+    shape = d.get("shape")
+    if kind != "image":
+        if shape is not None:
+            raise SchemaError(
+                f"{where}: feature '{d['name']}' is {kind} and has a 'shape'; only image "
+                "features have one (remove it, or set kind: image)"
+            )
+        return None
+    ok = (
+        isinstance(shape, list)
+        and len(shape) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+    )
+    if not ok or not isinstance(shape, list):
+        raise SchemaError(
+            f"{where}: image feature '{d['name']}' has shape {shape!r}; it needs "
+            "shape: [channels, height, width], three positive integers (e.g. [1, 8, 8])"
+        )
+    return [int(v) for v in shape]
 
 
 @dataclass
@@ -134,14 +167,19 @@ class Schema:
         return [f for f in self.features if f.kind == "text"]
 
     @property
+    def image(self) -> list[FeatureSpec]:
+        """Image features, in schema order."""
+        return [f for f in self.features if f.kind == "image"]
+
+    @property
     def feature_names(self) -> list[str]:
         """All feature names, in schema order."""
         return [f.name for f in self.features]
 
     @property
     def model_order(self) -> list[str]:
-        """Column order the model is trained on: numeric, categorical, text (see docs)."""
-        return [f.name for f in [*self.numeric, *self.categorical, *self.text]]
+        """Column order the model is trained on: numeric, categorical, text, image (see docs)."""
+        return [f.name for f in [*self.numeric, *self.categorical, *self.text, *self.image]]
 
     def feature(self, name: str) -> FeatureSpec:
         """The feature called ``name``."""

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcycle import __version__
-from mlcycle.bundle import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, Bundle
+from mlcycle.bundle import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE, Bundle, image_shape
 from mlcycle.exceptions import DeployError
 
 __all__ = ["ORT_FILES", "ORT_WEB_VERSION", "VENDOR_DIR", "WebSite", "build_web_site"]
@@ -146,6 +146,13 @@ def build_web_site(
     ['README.txt', 'app.js', 'index.html']
     """
     loaded = Bundle.load(bundle)
+    images = [str(s["features"][0]) for s in loaded.signature["inputs"] if image_shape(s)]
+    if images:
+        raise DeployError(
+            f"the model in {loaded.path} takes the image feature {images[0]!r}; the web site "
+            "has a form of numbers and text and cannot take images yet. Deploy it with "
+            "`mlcycle deploy docker` or `mlcycle deploy lambda` (JSON images over HTTP)"
+        )
     out = Path(out)
     _check_out(out, loaded.path, force)
     if ort_dist is None and not _VERSION.fullmatch(ort_version):

@@ -66,7 +66,8 @@ class Condition:
         Numeric range, ``min <= x < max``; either may be ``None`` (open). Missing
         values (NaN) never match a range.
     values
-        Categorical values, as strings; ``""`` stands for missing.
+        Categorical values, as strings; ``""`` stands for missing (on a numeric
+        feature too: ``[null]`` in config matches its missing values).
     contains
         A word that a text or categorical value must hold (case-insensitive; tags
         such as ``"night;rain"`` are split on ``;``, ``,`` and spaces).
@@ -80,8 +81,11 @@ class Condition:
 
     def describe(self) -> str:
         """The condition as a short phrase, e.g. ``x >= 4`` or ``c in [u, v]``."""
+        if self.values == ("",):
+            return f"{self.feature} is missing"
         if self.values is not None:
-            return f"{self.feature} in [{', '.join(self.values)}]"
+            shown = (v if v != "" else "(missing)" for v in self.values)
+            return f"{self.feature} in [{', '.join(shown)}]"
         if self.contains is not None:
             return f"{self.feature} contains {self.contains!r}"
         if self.min is not None and self.max is not None:
@@ -129,6 +133,36 @@ class Slice:
             "baseline": self.baseline,
             "source": self.source,
         }
+
+    def to_config(self) -> dict[str, Any]:
+        """The config entry that :meth:`from_config` reads back into this slice.
+
+        It is what a user pastes under ``analyze.slices`` (the source is not kept: a
+        pasted slice is a declared one). Two conditions on one feature cannot be written
+        as one entry; the last one wins.
+
+        Examples
+        --------
+        >>> sl = Slice("big", (Condition("x", min=4.0), Condition("c", values=("u", ""))))
+        >>> sl.to_config()
+        {'name': 'big', 'where': {'x': {'min': 4.0}, 'c': ['u', None]}}
+        >>> Slice.from_config(sl.to_config()) == sl
+        True
+        """
+        where: dict[str, Any] = {}
+        for c in self.conditions:
+            if c.values is not None:
+                where[c.feature] = [None if v == "" else v for v in c.values]
+            elif c.contains is not None:
+                where[c.feature] = {_CONTAINS: c.contains}
+            else:
+                where[c.feature] = {
+                    k: v for k, v in (("min", c.min), ("max", c.max)) if v is not None
+                }
+        entry: dict[str, Any] = {"name": self.name, "where": where}
+        if self.baseline is not None:
+            entry["baseline"] = self.baseline
+        return entry
 
     @classmethod
     def from_config(cls, entry: Any, where: str = "analyze.slices") -> Slice:
@@ -314,14 +348,19 @@ def _condition(name: str, feature: str, spec: Any, where: str) -> Condition:
 
 
 def _numeric_in(name: str, cond: Condition, column: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    listed = list(cond.values or ())
     try:
-        wanted = np.asarray([float(v) for v in cond.values or ()], dtype=np.float64)
+        wanted = np.asarray([float(v) for v in listed if v != ""], dtype=np.float64)
     except ValueError:
         raise ConfigError(
             f"slice '{name}': '{cond.feature}' is numeric but the slice lists "
-            f"{list(cond.values or ())}; list numbers or use a range {{min: .., max: ..}}"
+            f"{listed}; list numbers (null for missing) or use a range {{min: .., max: ..}}"
         ) from None
-    return np.isin(column.astype(np.float64), wanted)
+    x = column.astype(np.float64)
+    found: npt.NDArray[np.bool_] = np.isin(x, wanted)
+    if "" in listed:  # null / "" in the list: the missing values (NaN)
+        found |= np.isnan(x)
+    return found
 
 
 def _contains(column: npt.NDArray[Any], word: str) -> npt.NDArray[np.bool_]:

@@ -31,7 +31,7 @@ from mlcycle.bundle import (
 from mlcycle.data.schema import Schema
 from mlcycle.exceptions import BundleError, ExportError
 from mlcycle.export.onnx import OUTPUT_LABEL, OUTPUT_PROBABILITIES
-from mlcycle.train.pipeline import INPUT_CATEGORICAL, INPUT_NUMERIC, INPUT_TEXT
+from mlcycle.train.pipeline import INPUT_CATEGORICAL, INPUT_IMAGE, INPUT_NUMERIC, INPUT_TEXT
 
 if TYPE_CHECKING:
     import onnx
@@ -159,17 +159,20 @@ def make_signature(
         INPUT_NUMERIC: [f.name for f in schema.numeric],
         INPUT_CATEGORICAL: [f.name for f in schema.categorical],
         INPUT_TEXT: [f.name for f in schema.text],
+        INPUT_IMAGE: [f.name for f in schema.image],
     }
     inputs = []
     for value in model.graph.input:
         name = value.name
         shape = _shape(value)
-        if name not in groups or shape[1:] != [len(groups[name])]:
+        # the image input is [N, C, H, W] of the schema's one image feature
+        dims = _image_dims(schema) if name == INPUT_IMAGE else [len(groups.get(name, []))]
+        if name not in groups or shape[1:] != dims:
             raise ExportError(
                 f"the ONNX input {name!r} with shape {shape} does not match the schema "
                 f"({len(groups[INPUT_NUMERIC])} numeric, {len(groups[INPUT_CATEGORICAL])} "
-                f"categorical, {len(groups[INPUT_TEXT])} text features); export the model "
-                "trained on this schema"
+                f"categorical, {len(groups[INPUT_TEXT])} text, {len(groups[INPUT_IMAGE])} image "
+                "features); export the model trained on this schema"
             )
         inputs.append(
             {
@@ -286,6 +289,10 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
         os.rename(old, dest)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _image_dims(schema: Schema) -> list[int | None]:
+    return list(schema.image[0].shape or []) if len(schema.image) == 1 else [None]
 
 
 def _shape(value: Any) -> list[int | None]:

@@ -2,7 +2,8 @@
 
 The graph has the inputs ``numeric`` (float32 ``[N, n_numeric]``), ``categorical``
 (string ``[N, n_categorical]``) and ``text`` (string ``[N, n_text]``), each only when its
-group is non-empty, and exactly two
+group is non-empty (an image model has the single input ``image``, float32
+``[N, C, H, W]``, and is exported by :mod:`mlcycle.export.cnn_onnx`), and exactly two
 outputs: ``label`` (string ``[N]``) and ``probabilities`` (float32 ``[N, n_classes]``,
 columns in ``classes`` order). See "Model input layout" in ``docs/architecture.md``.
 """
@@ -69,6 +70,14 @@ def to_onnx(pipeline: Pipeline, schema: Schema) -> onnx.ModelProto:
     NotFittedError
         The pipeline has not been fitted.
     """
+    if schema.image:  # the CNN: PyTorch's exporter, not skl2onnx
+        from mlcycle.export.cnn_onnx import cnn_to_onnx
+
+        return cnn_to_onnx(pipeline, schema)
+    if pipeline.steps[0][0] == "derive":  # data.derived: their graph in front (docs/features.md)
+        from mlcycle.features.graph import derived_to_onnx
+
+        return derived_to_onnx(pipeline, schema, to_onnx)
     onnx_mod = require("onnx", "train")
     convert = require("skl2onnx", "train").convert_sklearn
     types = require("skl2onnx.common.data_types", "train")

@@ -13,7 +13,10 @@ Layout (``format_version`` 1)::
                       sample: [sorted values]}
                | {kind: categorical, count, missing_rate, counts: {category: n}}
                | {kind: text, count, missing_rate,
-                  length: {count, mean, std, min, max, quantiles, histogram, sample}}}
+                  length: {count, mean, std, min, max, quantiles, histogram, sample}}
+               | {kind: image, count, missing_rate, shape: [C, H, W],
+                  brightness: {count, mean, std, min, max, quantiles, histogram, sample},
+                  contrast: {...the same}}}
     label: {counts: {class: n}, shares: {class: share}}          (training labels)
     predictions: {rows, class_counts, class_mix, mean_probability,
                   confidence: {mean, quantiles, histogram}}      (on the validation rows)
@@ -30,7 +33,9 @@ values in ``(e_{i-1}, e_i]`` with ``e_{-1} = -inf`` and ``e_{k-1} = +inf`` (nump
 in the histogram; they are the ``missing_rate``. ``sample`` is a seeded random sample of
 the non-missing values, kept sorted for two-sample KS tests. A text feature's ``length``
 describes the length in characters of its present values the same way (the monitor's
-text-length metrics and drift test read it).
+text-length metrics and drift test read it). An image feature's ``brightness`` (mean
+pixel of each image) and ``contrast`` (pixel standard deviation) are described the same
+way; the monitor watches them as ``<image>.brightness`` and ``<image>.contrast``.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import pandas as pd
 from mlcycle.data.dataset import Dataset
 from mlcycle.data.schema import FeatureSpec
 from mlcycle.exceptions import ExportError
+from mlcycle.monitor.images import IMAGE_STATS, image_stats
 
 __all__ = ["PROFILE_FORMAT_VERSION", "QUANTILES", "build_profile", "histogram_bins"]
 
@@ -175,6 +181,8 @@ def _feature(
     rng: np.random.Generator,
 ) -> dict[str, Any]:
     n = len(values)
+    if spec.kind == "image":
+        return _image(spec, values, bins, sample_size, rng)
     if spec.kind == "numeric":
         x = np.asarray(values, dtype=np.float64)
         present = x[np.isfinite(x)]
@@ -202,6 +210,39 @@ def _feature(
     }
     if spec.kind == "text":
         out["length"] = _lengths(text[~missing], bins, sample_size, rng)
+    return out
+
+
+def _image(
+    spec: FeatureSpec,
+    values: np.ndarray[Any, Any],
+    bins: int,
+    sample_size: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """An image feature: its shape, and each image's brightness and contrast described
+    like a numeric feature (summary, histogram, sorted sample)."""
+    present = [v for v in values.tolist() if v is not None]
+    n = len(values)
+    out: dict[str, Any] = {
+        "kind": "image",
+        "count": len(present),
+        "missing_rate": _rate(n - len(present), n),
+        "shape": list(spec.shape or []),
+    }
+    stats = image_stats(np.stack(present)) if present else np.empty((0, len(IMAGE_STATS)))
+    keep = (
+        rng.choice(len(stats), size=sample_size, replace=False)
+        if len(stats) > sample_size
+        else np.arange(len(stats))
+    )
+    for j, stat in enumerate(IMAGE_STATS):
+        column = stats[:, j]
+        summary = _numeric_summary(column, len(column))
+        summary.pop("missing_rate")
+        summary["histogram"] = _histogram(column, bins)
+        summary["sample"] = [_short(v) for v in np.sort(column[keep])]
+        out[stat] = summary
     return out
 
 

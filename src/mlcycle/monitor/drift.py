@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle.exceptions import DataError
+from mlcycle.monitor.images import IMAGE_STATS, image_features, image_stats
 from mlcycle.monitor.settings import DriftSettings
 
 __all__ = [
@@ -218,10 +219,16 @@ def drift_from_profile(
 
     Numeric features compare with the profile's reference ``sample``; categorical ones
     with its ``counts``; text features by their length in characters, with the profile's
-    ``length.sample``. Features absent from ``columns`` are skipped.
+    ``length.sample``; an image feature ``image`` by each image's brightness and contrast
+    (``image.brightness`` / ``image.contrast``: columns of those numbers, or computed from
+    an ``image`` column of images), with the profile's ``brightness.sample`` and
+    ``contrast.sample``. Features absent from ``columns`` are skipped.
     """
     results: list[FeatureDrift] = []
     for name, spec in profile["features"].items():
+        if spec["kind"] == "image":
+            results += _image_drift(name, spec, columns, settings)
+            continue
         if name not in columns:
             continue
         if spec["kind"] == "numeric":
@@ -232,6 +239,30 @@ def drift_from_profile(
             lengths = [float(len(v)) for v in columns[name] if isinstance(v, str) and v]
             results.append(numeric_drift(name, spec["length"]["sample"], lengths, settings))
     return dataset_drift(results, settings)
+
+
+def _image_drift(
+    name: str,
+    spec: Mapping[str, Any],
+    columns: Mapping[str, Sequence[Any]],
+    settings: DriftSettings | None,
+) -> list[FeatureDrift]:
+    """KS drift of an image feature's brightness and contrast (see monitor/images.py)."""
+    stats: np.ndarray[Any, Any] | None = None
+    if name in columns:
+        images = [np.asarray(v, np.float64) for v in columns[name] if v is not None]
+        if images and len({a.size for a in images}) == 1:
+            stats = image_stats(np.stack(images))
+    out: list[FeatureDrift] = []
+    for j, (stat, pseudo) in enumerate(zip(IMAGE_STATS, image_features(name), strict=True)):
+        ref = (spec.get(stat) or {}).get("sample")
+        if not ref:
+            continue
+        if pseudo in columns:
+            out.append(numeric_drift(pseudo, ref, columns[pseudo], settings))
+        elif stats is not None:
+            out.append(numeric_drift(pseudo, ref, stats[:, j], settings))
+    return out
 
 
 def _finite(values: Any, feature: str, where: str) -> np.ndarray[Any, Any]:

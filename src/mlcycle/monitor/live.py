@@ -33,6 +33,7 @@ import orjson
 import sqlalchemy as sa
 
 from mlcycle.monitor.encode import RowEncoder
+from mlcycle.monitor.images import image_stats
 from mlcycle.monitor.settings import MonitorSettings
 from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS, PREDICTIONS, PredictionLog
 from mlcycle.monitor.window import RequestWindow, RowWindow
@@ -54,7 +55,9 @@ class ModelFacts:
     name: str
     version: str
     classes: Sequence[str]
-    #: Input blocks in the model's order: (block name, is numeric, feature names).
+    #: Input blocks in the model's order: (block name, is numeric, feature names). An
+    #: image block is numeric, with the features ``<image>.brightness`` and
+    #: ``<image>.contrast`` (:mod:`mlcycle.monitor.images`).
     blocks: Sequence[tuple[str, bool, Sequence[str]]]
     missing_category: str
     profile: dict[str, Any]
@@ -388,6 +391,8 @@ class LiveMonitor:
         for block, numeric, _ in self.model.blocks:
             parts = [c.inputs[block] for c in chunks]
             joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            if joined.ndim > 2:  # images: their brightness and contrast, not their pixels
+                joined = image_stats(joined)
             (num if numeric else cat).append(joined.reshape(rows, -1))
         return (
             np.hstack(num).astype(np.float64) if num else np.empty((rows, 0), np.float64),

@@ -56,6 +56,7 @@ from mlcycle.monitor.drift import (
     drift_from_profile,
     numeric_drift,
 )
+from mlcycle.monitor.images import reference_stat
 from mlcycle.monitor.pipeline import pipeline_summary
 from mlcycle.monitor.store import ALARMS, FEEDBACK, METRIC_POINTS, PREDICTIONS
 
@@ -631,6 +632,9 @@ def _drift_against_profile(
     skipped: dict[str, str] = {}
     for name, values in columns.items():
         spec = specs.get(name)
+        stat = reference_stat(specs, name) if spec is None else None
+        if stat is not None:  # an image's brightness or contrast, as the log holds them
+            spec = {**stat, "kind": "numeric"}
         if spec is None or spec.get("kind") not in ("numeric", "categorical", "text"):
             skipped[name] = "not a feature of the profile"
             continue

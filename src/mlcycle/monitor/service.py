@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle.monitor.images import image_stats
 from mlcycle.monitor.live import ModelFacts
 from mlcycle.monitor.settings import MonitorSettings
 
@@ -120,6 +121,8 @@ class MonitorClient:
             self._drop(len(proba))
             return
         self._queued += len(proba)
+        if any(a.ndim > 2 for a in inputs.values()):  # images: send 2 numbers, not pixels
+            inputs = {k: image_stats(a) if a.ndim > 2 else a for k, a in inputs.items()}
         self._queue.append(
             (time.time(), request_id, latency, 200, None, arm, pipeline_id, pipeline_latency,
              inputs, proba)

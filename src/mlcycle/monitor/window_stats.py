@@ -13,6 +13,9 @@ rules use):
 ``input.quantile``                per numeric feature and ``q`` in 0.05, 0.5, 0.95
 ``input.text_length_mean``        per text feature: mean length in characters
 ``input.text_length_quantile``    per text feature and ``q`` in 0.05, 0.5, 0.95
+                                  (an image feature ``image`` is watched as the numeric
+                                  features ``image.brightness`` and ``image.contrast``:
+                                  see monitor/images.py)
 ``output.confidence_mean``        mean top probability
 ``output.confidence_quantile``    top probability's quantiles, ``q`` in 0.05, 0.5, 0.95
 ``output.low_confidence_rate``    share of rows whose top probability is below the setting
@@ -55,6 +58,7 @@ from mlcycle.monitor.drift import (
     dataset_drift,
     numeric_drift,
 )
+from mlcycle.monitor.images import reference_stat
 from mlcycle.monitor.window import RequestView, RowView
 
 __all__ = [
@@ -118,7 +122,11 @@ def feature_specs(profile: Mapping[str, Any], names: Sequence[str]) -> dict[str,
     for name in names:
         spec = described.get(name)
         if not isinstance(spec, Mapping):
-            continue
+            spec = reference_stat(described, name)
+            if spec is None:
+                continue
+            # an image's brightness or contrast: a numeric feature (see monitor/images.py)
+            spec = {**spec, "kind": "numeric"}
         if spec.get("kind") == "numeric":
             out[name] = FeatureSpec(
                 name,

@@ -333,6 +333,7 @@ def start_monitor(
 ) -> MonitorClient:
     """A monitor process watching ``model`` (one per arm and worker)."""
     from mlcycle.exceptions import BundleError
+    from mlcycle.monitor.images import image_features
     from mlcycle.monitor.live import ModelFacts
     from mlcycle.monitor.quality import offline_quality
     from mlcycle.monitor.service import MonitorClient
@@ -348,7 +349,12 @@ def start_monitor(
         model.name,
         model.version,
         model.classes,
-        [(b.name, b.numeric, b.features) for b in v.blocks],
+        [
+            (b.name, True, tuple(image_features(b.features[0])))
+            if b.kind == "image"
+            else (b.name, b.numeric, b.features)
+            for b in v.blocks
+        ],
         v.missing_category,
         model.bundle.profile,
         offline,

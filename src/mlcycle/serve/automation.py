@@ -162,10 +162,12 @@ class Automation:
             engine, timeout=self.settings.webhook_timeout, retries=self.settings.webhook_retries
         )
         blocks = state.model.validator.blocks
-        self._numeric = [b.name for b in blocks if b.numeric]
+        # an image goes to the review as its nested list of pixels (see _features)
+        self._images = [b.name for b in blocks if b.shape is not None]
+        self._numeric = [b.name for b in blocks if b.numeric and b.shape is None]
         self._categorical = [b.name for b in blocks if not b.numeric]
         self._encoder = RowEncoder(
-            [f for b in blocks if b.numeric for f in b.features],
+            [f for b in blocks if b.numeric and b.shape is None for f in b.features],
             [f for b in blocks if not b.numeric for f in b.features],
             state.model.classes,
         )
@@ -383,7 +385,18 @@ class Automation:
         keep = np.zeros(n, bool)
         keep[rows] = True
         encoded = self._encoder.features(numeric, categorical, keep)
+        if self._images:
+            return [self._with_images(str(encoded[i]), inputs, i) for i in rows.tolist()]
         return [str(encoded[i]) for i in rows.tolist()]
+
+    def _with_images(self, encoded: str, inputs: dict[str, np.ndarray[Any, Any]], i: int) -> str:
+        """The row's JSON object with each image added as its nested list of pixels."""
+        import orjson
+
+        doc = orjson.loads(encoded)
+        for name in self._images:
+            doc[name] = inputs[name][i].tolist()
+        return orjson.dumps(doc).decode()
 
     async def _enqueue(self, items: list[NewReview], mode: str) -> list[ReviewItem]:
         from sqlalchemy.exc import SQLAlchemyError

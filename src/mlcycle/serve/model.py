@@ -102,11 +102,14 @@ def _manifest_digest(path: Path) -> str:
 
 
 def warmup_inputs(validator: Validator) -> dict[str, np.ndarray[Any, Any]]:
-    """One valid row of model inputs: zeros, and each categorical's first category."""
+    """One valid row of model inputs: zeros (a black image), and each categorical's first
+    category."""
     out: dict[str, np.ndarray[Any, Any]] = {}
     for block in validator.blocks:
         width = len(block.features)
-        if block.numeric:
+        if block.shape is not None:  # an image: one black image
+            out[block.name] = np.zeros((1, *block.shape), dtype=np.float32)
+        elif block.numeric:
             out[block.name] = np.zeros((1, width), dtype=np.float32)
         else:
             cats = [min(validator.categories[f], default="") for f in block.features]

@@ -86,7 +86,7 @@ def model_metadata(
         {
             "name": b.name,
             "datatype": "FP32" if b.numeric else "BYTES",
-            "shape": [-1, len(b.features)],
+            "shape": [-1, *b.shape] if b.shape is not None else [-1, len(b.features)],
             "parameters": {"features": list(b.features)},
         }
         for b in validator.blocks
@@ -251,14 +251,14 @@ def _tensors(specs: list[Any], blob: bytes) -> dict[str, np.ndarray[Any, Any]]:
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if (
         not isinstance(value, list)
-        or not 1 <= len(value) <= 2
+        or not 1 <= len(value) <= 4
         or not all(type(d) is int and 0 <= d <= MAX_DIM for d in value)
     ):
         raise RequestError(
             422,
             "wrong_shape",
-            f"{where} must be a list of one or two integers from 0 to {MAX_DIM}, "
-            f"e.g. [N, k]; got {reprlib.repr(value)}",
+            f"{where} must be a list of one to four integers from 0 to {MAX_DIM}, "
+            f"e.g. [N, k] (images: [N, C, H, W]); got {reprlib.repr(value)}",
             where,
         )
     return tuple(value)

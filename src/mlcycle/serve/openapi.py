@@ -197,6 +197,9 @@ def _feature_schema(model: ServedModel, feature: str) -> dict[str, Any]:
     v = model.validator
     nullable = v.nullable[feature]
     null = ["null"] if nullable else []
+    shape = next((b.shape for b in v.blocks if b.shape and feature in b.features), None)
+    if shape is not None:  # an image: [C][H][W] numbers, or [H][W] for one channel
+        return _image_schema(shape)
     if v.kinds[feature] == "numeric":  # booleans count as 1 / 0
         return {
             "type": ["number", "boolean", *null],
@@ -209,6 +212,25 @@ def _feature_schema(model: ServedModel, feature: str) -> dict[str, Any]:
     return {"type": ["string", "integer", *null]}  # integers are read as their decimal text
 
 
+def _image_schema(shape: tuple[int, int, int]) -> dict[str, Any]:
+    def nested(dims: tuple[int, ...]) -> dict[str, Any]:
+        if not dims:
+            return {"type": "number", "minimum": -_FLOAT32_MAX, "maximum": _FLOAT32_MAX}
+        return {
+            "type": "array",
+            "minItems": dims[0],
+            "maxItems": dims[0],
+            "items": nested(dims[1:]),
+        }
+
+    c, h, w = shape
+    options = [nested((c, h, w))] + ([nested((h, w))] if c == 1 else [])
+    return {
+        "description": f"an image: {c} channel(s) of {h}x{w} numbers",
+        **({"oneOf": options} if len(options) > 1 else options[0]),
+    }
+
+
 def _infer_request() -> dict[str, Any]:
     tensor = {
         "type": "object",
@@ -218,7 +240,7 @@ def _infer_request() -> dict[str, Any]:
             "shape": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": 2,
+                "maxItems": 4,
                 "items": {"type": "integer", "minimum": 0, "maximum": MAX_DIM},
             },
             "datatype": {"enum": list(DATATYPES)},

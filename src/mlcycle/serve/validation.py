@@ -11,6 +11,9 @@ is judged the same way whichever door it came in by:
   ``null`` and ``""`` are missing; a value never seen in training follows the
   ``unseen_category`` policy: ``error``, ``missing`` or ``pass``;
 * **text** features take any string, with the same rules for missing values;
+* an **image** feature takes one image per row, a nested list of numbers ``[C][H][W]``
+  (``[H][W]`` for one channel) of the model's shape (:mod:`mlcycle.serve.images`); CSV
+  bodies cannot carry images;
 * every feature the model uses must be present, and a field that is no feature of the
   schema is refused unless ``unknown_feature`` is ``ignore``.
 
@@ -27,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle.bundle import image_shape
 from mlcycle.serve.errors import RequestError
+from mlcycle.serve.images import image_block, image_tensor
 from mlcycle.serve.settings import ValidationSettings
 from mlcycle.serve.values import (
     Locate,
@@ -55,6 +60,8 @@ class _Block:
     numeric: bool
     features: tuple[str, ...]
     kind: str = "categorical"
+    #: ``(C, H, W)`` of an image block (kind ``image``: float32 ``[N, C, H, W]``).
+    shape: tuple[int, int, int] | None = None
 
 
 class Validator:
@@ -73,7 +80,7 @@ class Validator:
         specs = {str(f["name"]): f for f in signature["features"]}
         self.blocks = [_block(s, specs) for s in signature["inputs"]]
         self.features: list[str] = [f for b in self.blocks for f in b.features]
-        #: Feature name to kind: ``numeric``, ``categorical`` or ``text``.
+        #: Feature name to kind: ``numeric``, ``categorical``, ``text`` or ``image``.
         self.kinds = {f: b.kind for b in self.blocks for f in b.features}
         #: The used features in the schema's order: the order of positional rows.
         self.schema_order: list[str] = [f for f in specs if f in set(self.features)]
@@ -177,6 +184,18 @@ class Validator:
         out: dict[str, np.ndarray[Any, Any]] = {}
         for b in self.blocks:
             arr = arrays[b.name]
+            if b.shape is not None:
+                out[b.name] = image_tensor(arr, b.name, b.shape, f"{where}.{b.name}")
+                if n >= 0 and len(arr) != n:
+                    raise RequestError(
+                        422,
+                        "wrong_shape",
+                        f"input {b.name!r} has {len(arr)} rows; the other inputs have {n}",
+                        f"{where}.{b.name}",
+                    )
+                n = len(arr)
+                self._check_count(n, where)
+                continue
             if arr.ndim != 2 or arr.shape[1] != len(b.features) or (n >= 0 and len(arr) != n):
                 rows = "N" if n < 0 else str(n)
                 raise RequestError(
@@ -196,6 +215,16 @@ class Validator:
         self, header: Sequence[str], rows: Sequence[Sequence[str]], where: str
     ) -> FeatureBatch:
         """Rows of text (CSV): numbers are parsed, empty cells are missing."""
+        images = [f for b in self.blocks if b.kind == "image" for f in b.features]
+        if images:
+            raise RequestError(
+                415,
+                "images_need_json",
+                f"this model takes the image feature {images[0]!r}, which CSV cannot "
+                "carry; send images as JSON (records, dataframe_split, instances or inputs: "
+                "a nested list of numbers per image) or as Open Inference Protocol tensors",
+                where,
+            )
         _check_unique(header, f"{where} header")
         self._check_keys(header, f"{where} header")
         n = self._check_rows(rows, where)
@@ -302,6 +331,8 @@ class Validator:
 
     def _block(self, b: _Block, raw: Any, locate: Locate) -> np.ndarray[Any, Any]:
         nullable = [self.nullable[f] for f in b.features]
+        if b.shape is not None:
+            return image_block(b.features[0], b.shape, raw, locate)
         if b.numeric:
             return numeric_block(b.features, nullable, raw, locate)
         return categorical_block(
@@ -319,6 +350,9 @@ class Validator:
 def _block(spec: Mapping[str, Any], features: Mapping[str, Mapping[str, Any]]) -> _Block:
     """An input block of the signature; a string block's kind is its features' kind."""
     names = tuple(map(str, spec["features"]))
+    shape = image_shape(spec)
+    if shape is not None:
+        return _Block(str(spec["name"]), True, names, "image", shape)
     if spec["dtype"] == "float32":
         return _Block(str(spec["name"]), True, names, "numeric")
     kinds = {str(features.get(f, {}).get("kind", "categorical")) for f in names}

@@ -10,7 +10,11 @@ logreg         ``LogisticRegression``                ``C``
 gbdt           ``HistGradientBoostingClassifier``    ``l2_regularization = 1 / C``
 random_forest  ``RandomForestClassifier``            ignored (logged; no penalty term)
 mlp            ``MLPClassifier``                     ``alpha = 1 / C``
+cnn            ``CNNClassifier`` (images, PyTorch)   ``weight_decay = 1 / C``
 ============== ===================================== ==================================
+
+``FAMILIES`` are the tabular families; ``cnn`` (:data:`IMAGE_FAMILIES`) takes one image
+feature (:mod:`mlcycle.train.cnn`).
 
 ``random_state`` is the training seed everywhere, and gradient boosting runs without
 early stopping, so the same seed, data and config give the same model.
@@ -26,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from mlcycle.config.structured import (
+    CNNConfig,
     GBDTConfig,
     LogRegConfig,
     MLPConfig,
@@ -34,12 +39,20 @@ from mlcycle.config.structured import (
 )
 from mlcycle.exceptions import ConfigError
 
-__all__ = ["FAMILIES", "TREE_FAMILIES", "log_convergence_warnings", "make_estimator"]
+__all__ = [
+    "FAMILIES",
+    "IMAGE_FAMILIES",
+    "TREE_FAMILIES",
+    "log_convergence_warnings",
+    "make_estimator",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Model families ``make_estimator`` knows, in the order they are documented.
 FAMILIES: tuple[str, ...] = ("logreg", "gbdt", "random_forest", "mlp")
+#: Families for data with one image feature.
+IMAGE_FAMILIES: tuple[str, ...] = ("cnn",)
 #: Families built from decision trees: invariant to feature scaling.
 TREE_FAMILIES: frozenset[str] = frozenset({"gbdt", "random_forest"})
 
@@ -81,7 +94,7 @@ def make_estimator(cfg: ModelConfig, seed: int) -> Any:
     if builder is None:
         raise ConfigError(
             f"model.name is {name!r}, which is not a model family; "
-            f"use one of {', '.join(FAMILIES)} (e.g. `model=gbdt`)"
+            f"use one of {', '.join(FAMILIES + IMAGE_FAMILIES)} (e.g. `model=gbdt`)"
         )
     return builder(cfg, seed)
 
@@ -216,9 +229,28 @@ def _mlp(cfg: ModelConfig, seed: int) -> Any:
     )
 
 
+def _cnn(cfg: ModelConfig, seed: int) -> Any:
+    from mlcycle.train.cnn import CNNClassifier, check_params
+
+    o = _options(cfg, CNNConfig)
+    weight_decay = o["weight_decay"] if o["C"] is None else 1.0 / float(o["C"])
+    est = CNNClassifier(
+        channels=[int(c) for c in o["channels"]],
+        hidden=o["hidden"],
+        epochs=o["epochs"],
+        batch_size=o["batch_size"],
+        learning_rate=o["learning_rate"],
+        weight_decay=weight_decay,
+        random_state=seed,
+    )
+    check_params(est)
+    return est
+
+
 _BUILDERS: dict[str, Callable[[ModelConfig, int], Any]] = {
     "logreg": _logreg,
     "gbdt": _gbdt,
     "random_forest": _random_forest,
     "mlp": _mlp,
+    "cnn": _cnn,
 }

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlcycle.config.structured import ModelConfig, TrainConfig
+from mlcycle.data.augment import augment_training_set
 from mlcycle.data.dataset import Dataset
 from mlcycle.data.schema import Schema
 from mlcycle.exceptions import ConfigError, SchemaError, TrainingError
@@ -43,6 +44,9 @@ class TrainedModel:
         The config the model was built from.
     schema
         The schema of the training data (lets :meth:`predict` take a plain frame).
+    augmentation
+        What ``train.augment`` added to the training split (see
+        :func:`~mlcycle.data.augment.augment_training_set`); ``None`` when off.
     """
 
     pipeline: Pipeline
@@ -50,6 +54,7 @@ class TrainedModel:
     fit_seconds: float
     model_cfg: ModelConfig
     schema: Schema | None = None
+    augmentation: dict[str, Any] | None = None
 
     @property
     def family(self) -> str:
@@ -140,6 +145,8 @@ def fit_model(train: Dataset, model_cfg: ModelConfig, train_cfg: TrainConfig) ->
             absent,
         )
 
+    train, augmentation = augment_training_set(train, train_cfg.augment, seed=train_cfg.seed)
+    y = np.asarray(train.y).astype(str)
     pipeline = build_pipeline(schema, model_cfg, train_cfg.preprocess, train_cfg.seed)
     frame = model_frame(train, schema)
     start = time.perf_counter()
@@ -168,4 +175,5 @@ def fit_model(train: Dataset, model_cfg: ModelConfig, train_cfg: TrainConfig) ->
         fit_seconds=fit_seconds,
         model_cfg=model_cfg,
         schema=schema,
+        augmentation=augmentation,
     )

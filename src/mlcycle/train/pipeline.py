@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INPUT_CATEGORICAL",
+    "INPUT_IMAGE",
     "INPUT_NUMERIC",
     "INPUT_TEXT",
     "build_pipeline",
@@ -48,6 +49,8 @@ INPUT_NUMERIC = "numeric"
 INPUT_CATEGORICAL = "categorical"
 #: Name of the ONNX input holding the text features.
 INPUT_TEXT = "text"
+#: Name of the ONNX input holding the image feature (float32 ``[N, C, H, W]``).
+INPUT_IMAGE = "image"
 
 _IMPUTE = ("mean", "median", "most_frequent")
 
@@ -56,6 +59,9 @@ def build_pipeline(
     schema: Schema, model_cfg: ModelConfig, preprocess: PreprocessConfig, seed: int
 ) -> Pipeline:
     """The unfitted pipeline ``preprocess`` (a ColumnTransformer) → ``model``.
+
+    Image data (or ``model=cnn``) gets the one-step pipeline of
+    :func:`mlcycle.train.cnn.image_pipeline` instead.
 
     Parameters
     ----------
@@ -96,6 +102,17 @@ def build_pipeline(
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+    from mlcycle.features.step import with_derived_features
+
+    derived = with_derived_features(
+        schema, preprocess, lambda s, p: build_pipeline(s, model_cfg, p, seed)
+    )
+    if derived is not None:  # data.derived: a "derive" step first (docs/features.md)
+        return derived
+    if schema.image or getattr(model_cfg, "name", None) == "cnn":
+        from mlcycle.train.cnn import image_pipeline
+
+        return image_pipeline(schema, model_cfg, seed)
     n_num, n_cat, n_text = len(schema.numeric), len(schema.categorical), len(schema.text)
     if n_num + n_cat + n_text == 0:
         raise TrainingError("the schema has no feature to train on")
@@ -228,6 +245,8 @@ def model_frame(data: Dataset | pd.DataFrame, schema: Schema) -> pd.DataFrame:
         columns[f.name] = _numeric(frame[f.name].to_numpy(), f.name)
     for f in [*schema.categorical, *schema.text]:
         columns[f.name] = pd.Series(_strings(frame[f.name].to_numpy()), dtype=object)
+    for f in schema.image:  # one float32 array [C, H, W] per row
+        columns[f.name] = pd.Series(_images(frame[f.name].to_numpy(), f.name), dtype=object)
     out = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
     return out[schema.model_order]
 
@@ -267,6 +286,10 @@ def onnx_inputs(frame: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray[Any
     if schema.text:
         cols = [f.name for f in schema.text]
         out[INPUT_TEXT] = mf[cols].to_numpy(dtype=object)
+    if schema.image:
+        from mlcycle.train.cnn import stack_images
+
+        out[INPUT_IMAGE] = stack_images(mf[[schema.image[0].name]])
     return out
 
 
@@ -281,6 +304,19 @@ def _numeric(values: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
             f"numeric feature '{name}' holds values that are not numbers ({exc}); "
             "fix the data or declare the feature as categorical in the schema"
         ) from None
+
+
+def _images(values: np.ndarray[Any, Any], name: str) -> np.ndarray[Any, Any]:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values.tolist()):
+        arr = np.asarray(v, dtype=np.float32) if v is not None else None
+        if arr is None or arr.ndim not in (2, 3):
+            raise DataError(
+                f"image feature '{name}' holds {type(v).__name__} in row {i}; each row needs "
+                "an image array [C, H, W] (or [H, W])"
+            )
+        out[i] = arr[None] if arr.ndim == 2 else arr
+    return out
 
 
 def _strings(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

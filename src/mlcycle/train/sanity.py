@@ -36,6 +36,8 @@ _HINTS = {
     "random_forest": "raise model.max_depth (or set it to null) or lower model.min_samples_leaf",
     "mlp": "raise model.C (smaller alpha), model.max_iter or model.learning_rate_init, or "
     "widen model.hidden_layer_sizes",
+    "cnn": "raise model.epochs, model.C (smaller weight_decay) or model.hidden, or widen "
+    "model.channels",
 }
 
 
@@ -109,7 +111,11 @@ def sanity_check(ds: Dataset, model_cfg: ModelConfig, train_cfg: TrainConfig) ->
     index = _stratified_sample(y, n, train_cfg.seed)
     sample = ds.subset(index)
     cfg = _for_small_sample(model_cfg, n, len(y))
-    trained = fit_model(sample, cfg, train_cfg)
+    # Augmentation is not what this checks (and its slices may miss the sample): off.
+    no_augment = dataclasses.replace(
+        train_cfg, augment=dataclasses.replace(train_cfg.augment, enabled=False)
+    )
+    trained = fit_model(sample, cfg, no_augment)
     accuracy = float(np.mean(trained.predict(sample) == sample.y.astype(str)))
     threshold = float(train_cfg.sanity_min_accuracy)
     passed = accuracy >= threshold
@@ -159,6 +165,11 @@ def _for_small_sample(cfg: ModelConfig, rows: int, total: int) -> ModelConfig:
         changes["min_samples_leaf"] = max(1, math.floor(leaf * rows / max(total, 1)))
     if cfg.name == "mlp" and getattr(cfg, "early_stopping", False):
         changes["early_stopping"] = False
+    epochs, batch = getattr(cfg, "epochs", None), getattr(cfg, "batch_size", None)
+    if cfg.name == "cnn" and isinstance(epochs, int) and isinstance(batch, int) and batch > 0:
+        # as many optimiser steps as on the full data (one batch per epoch here), at most 500
+        steps = epochs * math.ceil(total / batch) / math.ceil(rows / batch)
+        changes["epochs"] = min(500, max(epochs, math.ceil(steps)))
     if not changes:
         return cfg
     if dataclasses.is_dataclass(cfg):
