@@ -1,14 +1,15 @@
 """Benchmark: does ``mlcycle data check`` find labels flipped on purpose?
 
 For scikit-learn's bundled breast_cancer (569 rows, 2 classes) and wine (178 rows, 3
-classes) tables, flips ``--rate`` (default 5 %) of the labels to another class, chosen
+classes) tables (or, with ``--model cnn``, its 8x8 digits images: 1797 rows, 10 classes,
+a PyTorch CNN), flips ``--rate`` (default 5 %) of the labels to another class, chosen
 at random with ``--seed``, then runs the check's label-issue finder exactly as the
 command does (out-of-sample probabilities of the project's pipeline from stratified
 ``--folds``-fold cross-validation, then cleanlab's confident learning) and prints, per
 dataset: the rows flipped, the issues found, how many flips were among them (precision
 = flips found / issues found, recall = flips found / flips) and the time it took.
 
-Run: ``.venv/bin/python bench/label_issues.py [--model logreg|gbdt|random_forest]
+Run: ``.venv/bin/python bench/label_issues.py [--model logreg|gbdt|random_forest|cnn]
 [--rate 0.05] [--seeds 0,1,2] [--folds 5]``.
 """
 
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 
 from mlcycle.config.structured import (
+    CNNConfig,
     GBDTConfig,
     LogRegConfig,
     ModelConfig,
@@ -39,6 +41,7 @@ MODELS: dict[str, Callable[[], ModelConfig]] = {
     "logreg": LogRegConfig,
     "gbdt": GBDTConfig,
     "random_forest": RandomForestConfig,
+    "cnn": CNNConfig,
 }
 LOADERS: dict[str, Callable[..., Any]] = {
     "breast_cancer": load_breast_cancer,
@@ -54,6 +57,20 @@ def sklearn_dataset(loader: Callable[..., Any]) -> Dataset:
     schema = Schema("target", sorted(set(y)), [FeatureSpec(c, "numeric") for c in frame.columns])
     version = DataVersion(md5="-", path="-", tracked=False, size=0)
     return Dataset(frame=frame, y=y, schema=schema, version=version, path=Path("-"))
+
+
+def digits_dataset() -> Dataset:
+    """The bundled 8x8 digits as one image feature (a float32 [1, 8, 8] array per row)."""
+    bunch = load_digits()
+    column = np.empty(len(bunch.images), dtype=object)
+    column[:] = list(bunch.images.astype(np.float32)[:, None])
+    y = np.array([str(t) for t in bunch.target])
+    spec = FeatureSpec("image", "image", "float32", min=0.0, max=16.0, shape=[1, 8, 8])
+    schema = Schema("digit", [str(d) for d in range(10)], [spec])
+    version = DataVersion(md5="-", path="-", tracked=False, size=0)
+    return Dataset(
+        frame=pd.DataFrame({"image": column}), y=y, schema=schema, version=version, path=Path("-")
+    )
 
 
 def flip(y: np.ndarray[Any, Any], rate: float, seed: int) -> tuple[np.ndarray[Any, Any], set[int]]:
@@ -111,8 +128,16 @@ def main() -> None:
         f"{header[0]:<14}{header[1]:>5}{header[2]:>6}{header[3]:>9}{header[4]:>7}"
         f"{header[5]:>13}{'precision':>11}{'recall':>8}{'seconds':>9}"
     )
-    for name, loader in LOADERS.items():
-        data = sklearn_dataset(loader)
+    datasets = (
+        {"digits": digits_dataset}
+        if ns.model == "cnn"
+        else {
+            name: (lambda loader=loader: sklearn_dataset(loader))
+            for name, loader in LOADERS.items()
+        }
+    )
+    for name, make in datasets.items():
+        data = make()
         results = []
         for seed in seeds:
             r = measure(data, MODELS[ns.model](), rate=ns.rate, seed=seed, folds=ns.folds)
