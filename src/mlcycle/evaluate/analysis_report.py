@@ -7,7 +7,6 @@ CSS and the two plots (potential gain per slice, the confusion matrix) as embedd
 
 from __future__ import annotations
 
-import base64
 import html
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ import numpy as np
 
 from mlcycle._optional import require
 from mlcycle.evaluate.plots import _confusion, _figure, _save
+from mlcycle.html_page import BASE_CSS, png, table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -240,16 +240,13 @@ def _gain_plot(doc: Mapping[str, Any], path: Path) -> Path:
     return saved
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
-color:#222;max-width:1200px}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
-th{background:#f4f4f4}td.l,th.l{text-align:left}
-.worse{color:#c44e52}.better{color:#2a7d2a}.dim{color:#888}.note{color:#666}
+_CSS = (
+    BASE_CSS
+    + """
+.worse{color:#c44e52}.better{color:#2a7d2a}.dim{color:#888}
 .warn{color:#a15c00}img{max-width:100%}pre{background:#f6f6f6;padding:.8em}
 """
+)
 
 
 def _cell(v: Any) -> str:
@@ -261,24 +258,11 @@ def _cell(v: Any) -> str:
 
 
 def _html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], left: int = 2) -> str:
-    head = "".join(
-        f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>'
-        for i, h in enumerate(headers)
-    )
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="{"l" if i < left else ""}">{c}</td>' for i, c in enumerate(r))
-        + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return table(headers, rows, left)
 
 
 def _img(path: Path | None, alt: str) -> str:
-    if path is None:
-        return ""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return "" if path is None else png(path, alt)
 
 
 def render_html(doc: Mapping[str, Any], plots: Mapping[str, Path] | None = None) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlcycle._optional import require
+from mlcycle.html_page import BASE_CSS, fmt, table
 
 __all__ = ["render_html"]
 
@@ -26,45 +27,18 @@ _MAX_METRIC_PLOTS = 12
 _REF, _CUR, _BAD = "#4c72b0", "#dd8452", "#c44e52"  # reference, current, drifted
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
-color:#222;max-width:1200px}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
-th{background:#f4f4f4}td.l,th.l{text-align:left}
+_CSS = (
+    BASE_CSS
+    + """
 .drift{color:#c44e52;font-weight:bold}.ok{color:#2a7d2a}
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{margin:0}
 figcaption{font-size:.85em;text-align:center}
-svg{max-width:100%;height:auto}.note{color:#666}
+svg{max-width:100%;height:auto}
 """
-
-
-def _fmt(v: Any, spec: str = ".4g") -> str:
-    """A number as the report shows it (also used by the tests to match the JSON)."""
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return format(v, spec)
-    return html.escape(str(v))
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) -> str:
-    head = "".join(
-        f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>'
-        for i, h in enumerate(headers)
-    )
-    body = []
-    for row in rows:
-        cells = "".join(
-            f'<td class="{"l" if i < left else ""}">{c}</td>' for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+)
+#: A number as the report shows it (also used by the tests to match the JSON).
+_fmt = fmt
+_table = table
 
 
 class _Svg:

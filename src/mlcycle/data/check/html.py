@@ -6,64 +6,34 @@ shows exactly what ``report.json`` holds and opens offline.
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlcycle.html_page import BASE_CSS, fmt, png, table
+
 __all__ = ["render_html"]
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;
-color:#222;max-width:1200px}
-h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
-th{background:#f4f4f4}td.l,th.l{text-align:left}
+_CSS = (
+    BASE_CSS
+    + """
 .high{color:#c44e52;font-weight:bold}.warning{color:#b8860b;font-weight:bold}
-.info{color:#4c72b0}.note{color:#666}img{max-width:100%;height:auto}
+.info{color:#4c72b0}img{max-width:100%;height:auto}
 """
+)
 _MAX_ROWS = 200  # table rows shown per list (the JSON has them all)
-
-
-def _fmt(v: Any, spec: str = ".4g") -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return format(v, spec)
-    return html.escape(str(v))
+_fmt = fmt
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1) -> str:
-    head = "".join(
-        f'<th class="{"l" if i < left else ""}">{html.escape(h)}</th>'
-        for i, h in enumerate(headers)
-    )
-    body = []
-    for k, row in enumerate(rows):
-        if k == _MAX_ROWS:
-            body.append(
-                f'<tr><td class="l note" colspan="{len(headers)}">... (see report.json)</td></tr>'
-            )
-            break
-        cells = "".join(
-            f'<td class="{"l" if i < left else ""}">{c}</td>' for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return table(headers, rows, left, max_rows=_MAX_ROWS, more="... (see report.json)")
 
 
 def _img(folder: Path, plots: Mapping[str, str], name: str, alt: str) -> str:
     rel = plots.get(name)
     if not rel:
         return ""
-    data = base64.b64encode((folder / rel).read_bytes()).decode("ascii")
-    return f'<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></p>'
+    return f"<p>{png(folder / rel, alt)}</p>"
 
 
 def _rows(rows: Sequence[int]) -> str:
