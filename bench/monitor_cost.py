@@ -1,0 +1,348 @@
+"""Benchmark: what monitoring costs per request, all of it, counted in CPU instructions.
+
+Requests per second on a shared 2-core machine move by 10-30 % between identical runs,
+more than the 5 % that monitoring may cost, so this benchmark counts instructions with
+valgrind's callgrind, which do not depend on the machine's load. It adds up, per
+request, every instruction that monitoring makes the machine execute, at the batching
+the server reaches at full speed:
+
+1. **the worker**: ``mlcycle serve`` with and without ``--no-monitor`` under callgrind,
+   the same one-row ``POST /predict`` requests one at a time (the request path, as in
+   ``bench/monitor_overhead.py``); the monitor process is not traced here;
+2. **the hand-over and the monitor process**, stage by stage: a child process under
+   callgrind builds the monitor exactly as a worker's monitor process does (same
+   settings, model facts, store, alarm rules and detectors) and feeds it messages of
+   ``--batch`` requests each (what a worker hands over every 0.1 s: at 5,000 one-row
+   requests/s, 500). Each stage runs twice, with 2 and with
+   2 + ``--chunks`` messages, so that one-time costs (imports, first calls, caches)
+   cancel out: what is left is the marginal cost of a request. Each stage does one
+   more step than the one before (the first only builds what the worker queues), and
+   the difference is the step's cost: the sender's packing and pickling and the
+   monitor's unpickling; taking requests in (windows, counters, streaming detectors);
+   building the prediction-log rows (features and probabilities as JSON); inserting
+   them into SQLite. A window evaluation (input and output metrics, 30 drift tests,
+   alarm rules) is counted the same way (1 and 4 of them) and charged at one per
+   ``window.min_seconds`` (10 s) at ``--rate`` requests/s.
+
+The sum is set against the worker's instructions per request with monitoring off. On a
+machine whose CPU is the bottleneck (as here: wrk, the worker and the monitor share two
+cores) throughput falls by about that share when monitoring is on.
+
+Run: ``.venv/bin/python bench/monitor_cost.py`` (about 8 minutes: each valgrind run
+starts a Python interpreter at a fiftieth of its speed); ``--rows 512`` for 512-row
+requests (and ``--batch 10``: about what 0.1 s carries at that size);
+``--skip-worker`` to count only the monitor side. Needs ``valgrind``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import itertools
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: Each run does the steps of the one before it and one more.
+STAGES = ("build", "handover", "take_in", "log_rows", "insert", "evaluate")
+STAGE_NAMES = {
+    "handover": "hand-over: sender packs + pickles, monitor unpickles",
+    "take_in": "monitor: windows, counters, streaming detectors",
+    "log_rows": "monitor: prediction-log rows (features, probabilities as JSON)",
+    "insert": "monitor: SQLite insert (WAL)",
+    "evaluate": "monitor: window evaluation (drift, metrics, alarms), amortised",
+}
+#: Messages every run starts with (their cost cancels out).
+BASE_CHUNKS = 2
+
+
+# -- the child: one stage under callgrind ---------------------------------------------------
+
+
+def child(args: argparse.Namespace, stage: str) -> None:
+    """Set up a monitor as its process does, then run the steps up to ``stage``."""
+    import dataclasses
+    from multiprocessing.reduction import ForkingPickler
+
+    import numpy as np
+    from prometheus_client import CollectorRegistry
+
+    from mlcycle.monitor.live import LiveMonitor
+    from mlcycle.monitor.live_metrics import MonitorMetrics
+    from mlcycle.monitor.service import _pack, _unpack
+    from mlcycle.monitor.store import connect
+    from mlcycle.monitor.watch import build_watchers
+
+    work, chunks, batch, rows = args.work, args.chunks, args.batch, args.rows
+    settings, facts, x = pickle.loads((work / "facts.pickle").read_bytes())
+    settings = dataclasses.replace(settings, log_features=args.log_features)
+    db = work / f"{stage}-{chunks}-{args.evaluations}.db"
+    settings = dataclasses.replace(settings, store=str(db))
+    engine = connect(settings.store)
+    metrics = MonitorMetrics(CollectorRegistry(), facts.version, settings.stage, server_pid=0)
+    watchers = build_watchers(settings, facts, engine, metrics)
+    monitor = LiveMonitor(settings, facts, metrics, engine=engine, watchers=watchers)
+    monitor._stop.set()  # the monitor thread stops: this process calls each step itself
+    monitor._thread.join()
+    log = monitor.log
+    assert log is not None
+    log._stop = True  # and so does the prediction log's writer
+    with log._lock:
+        log._lock.notify()
+    log._thread.join()
+    if stage == "take_in":
+        monitor.log = None  # no prediction-log rows
+    block = facts.blocks[0][0]
+    x = np.resize(x, (max(rows, len(x)), x.shape[1]))
+    proba = np.tile(np.array([[0.25, 0.75]], np.float32), (rows, 1))
+    now = time.time()
+
+    def queued_request(c: int, i: int) -> tuple[Any, ...]:
+        # What MonitorClient.record queues for an answered request.
+        meta = (now, f"{c:08x}{i:024x}", 0.0003, 200, None, "champion", None, None)
+        return (*meta, {block: x[:rows].copy()}, proba.copy())
+
+    queued = [[queued_request(c, i) for i in range(batch)] for c in range(chunks)]
+    if stage == "build":  # the worker's own work: not monitoring
+        return
+    for items in queued:
+        message = pickle.loads(ForkingPickler.dumps(_pack(items, [block])))
+        if stage != "handover":
+            _unpack(message, monitor)
+            monitor._process([monitor._queue.popleft()])
+            monitor._queued = 0  # (what the monitor thread does when it takes the queue)
+    if stage in ("insert", "evaluate"):
+        pending = list(log._buffer)
+        log._buffer.clear()
+        for k in range(0, len(pending), settings.write_batch):
+            log._insert(pending[k : k + settings.write_batch])
+    if stage == "evaluate":
+        for _ in range(args.evaluations):
+            monitor._evaluate(time.time())
+
+
+def callgrind_total(out: Path) -> int:
+    """Instructions over every thread's dump file."""
+    total = 0
+    for path in out.parent.glob(out.name + "*"):
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("totals:") or line.startswith("summary:"):
+                total += int(line.split()[1])
+                break
+    if not total:
+        raise RuntimeError(f"callgrind wrote nothing at {out}")
+    return total
+
+
+def run_stage(
+    stage: str, work: Path, chunks: int, evaluations: int, args: argparse.Namespace
+) -> int:
+    """Instructions of a child process that runs ``stage`` on ``chunks`` messages."""
+    out = work / f"cg.{stage}.{chunks}.{evaluations}"
+    cmd = [
+        "valgrind", "--tool=callgrind", "--separate-threads=yes",
+        f"--callgrind-out-file={out}", sys.executable, __file__, "--child", stage,
+        "--work", str(work), "--chunks", str(chunks), "--batch", str(args.batch),
+        "--rows", str(args.rows), "--evaluations", str(evaluations),
+        "--log-features", args.log_features,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed:\n{proc.stderr[-3000:]}")
+    return callgrind_total(out)
+
+
+def runs(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """(stage, messages, evaluations) of every child run."""
+    out = []
+    for stage in STAGES[:-1]:
+        out += [(stage, BASE_CHUNKS, 0), (stage, BASE_CHUNKS + args.chunks, 0)]
+    return [*out, ("evaluate", BASE_CHUNKS, 1), ("evaluate", BASE_CHUNKS, 4)]
+
+
+# -- the parent ---------------------------------------------------------------------------
+
+
+def prepare(work: Path) -> tuple[Path, Any]:
+    """The benchmark bundle and what a worker's monitor process is given about it."""
+    import dataclasses
+
+    import numpy as np
+    from bench.serve import build_bundle
+
+    from mlcycle.serve.model import ServedModel
+    from mlcycle.serve.settings import ServeSettings
+
+    bundle, frame = build_bundle(work / "bundle")
+    served = ServedModel.load(ServeSettings(bundle=str(bundle)))
+    facts = model_facts(served)
+    settings = dataclasses.replace(ServeSettings().monitor, store="")
+    x = frame.to_numpy(np.float32)
+    (work / "facts.pickle").write_bytes(pickle.dumps((settings, facts, x)))
+    return bundle, frame
+
+
+def model_facts(served: Any) -> Any:
+    """:class:`ModelFacts` as :func:`mlcycle.serve.app.start_monitor` makes them."""
+    from mlcycle.exceptions import BundleError
+    from mlcycle.monitor.images import image_features
+    from mlcycle.monitor.live import ModelFacts
+    from mlcycle.monitor.quality import offline_quality
+
+    v = served.validator
+    try:
+        offline: dict[str, Any] | None = offline_quality(served.bundle.path)
+    except BundleError:
+        offline = None
+    return ModelFacts(
+        served.name,
+        served.version,
+        served.classes,
+        [
+            (b.name, True, tuple(image_features(b.features[0])))
+            if b.kind == "image"
+            else (b.name, b.numeric, b.features)
+            for b in v.blocks
+        ],
+        v.missing_category,
+        served.bundle.profile,
+        offline,
+    )
+
+
+def worker_instructions(work: Path, bundle: Path, body: bytes, requests: int) -> dict[str, Any]:
+    """The worker's instructions per request, monitoring on and off (request path)."""
+    from bench.monitor_overhead import measure
+    from bench.serve import HOST, free_port, start, stop, stop_all, wait_ready
+
+    servers = {}
+    try:
+        for mode in ("on", "off"):
+            out = work / f"worker-{mode}"
+            out.mkdir()
+            port = free_port()
+            cmd = [
+                "valgrind", "--tool=callgrind", "--separate-threads=yes",
+                f"--callgrind-out-file={out}/cg.%p", "--trace-children=no",
+                sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle),
+                "--port", str(port), "--monitor-store", str(work / "monitor.db"),
+            ]  # fmt: skip
+            if mode == "off":
+                cmd.append("--no-monitor")
+            proc = start(cmd, dict(os.environ), work, work / f"{mode}.log")
+            servers[mode] = (proc, port, out)
+        for mode, (proc, port, _) in servers.items():
+            wait_ready(f"http://{HOST}:{port}/v2/health/ready", proc, work / f"{mode}.log", 600)
+        return {
+            mode: measure(proc.pid, port, body, requests, out)
+            for mode, (proc, port, out) in servers.items()
+        }
+    finally:
+        for proc, _, _ in servers.values():
+            stop(proc)
+        stop_all()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--child", choices=STAGES, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--chunks", type=int, default=8, help="messages counted per stage")
+    parser.add_argument("--evaluations", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=500, help="requests per message")
+    parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--rate", type=float, default=5000.0, help="requests/s (evaluation)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per worker run")
+    parser.add_argument("--skip-worker", action="store_true", help="monitor side only")
+    parser.add_argument(
+        "--log-features",
+        choices=("all", "sample", "none"),
+        default="all",
+        help="serve.monitor.log_features of the monitor",
+    )
+    args = parser.parse_args()
+    if args.child:
+        child(args, args.child)
+        return
+    if not shutil.which("valgrind"):
+        sys.exit("valgrind is not installed: apt-get install valgrind")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mlcycle-monitor-cost-") as tmp:
+        work = Path(tmp)
+        import numpy as np
+        from bench.serve import body_of
+
+        bundle, frame = prepare(work)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            todo = runs(args)
+            counts = pool.map(lambda r: run_stage(r[0], work, r[1], r[2], args), todo)
+            totals = dict(zip(todo, counts, strict=True))
+        worker = None
+        if not args.skip_worker:
+            body = body_of(frame.iloc[np.arange(args.rows) % len(frame)])
+            worker = worker_instructions(work, bundle, body, args.requests)
+    report(args, totals, worker, time.perf_counter() - started)
+
+
+def report(
+    args: argparse.Namespace,
+    totals: dict[tuple[str, int, int], int],
+    worker: dict[str, Any] | None,
+    seconds: float,
+) -> None:
+    n = args.chunks * args.batch
+    big = BASE_CHUNKS + args.chunks
+    # Marginal instructions per request of everything up to each stage.
+    upto = {
+        stage: (totals[(stage, big, 0)] - totals[(stage, BASE_CHUNKS, 0)]) / n
+        for stage in STAGES[:-1]
+    }
+    per: dict[str, float] = {}
+    for before, stage in itertools.pairwise(STAGES[:-1]):
+        per[stage] = upto[stage] - upto[before]
+    # Three more evaluations; one every window.min_seconds (10 s) at --rate requests/s.
+    one = (totals[("evaluate", BASE_CHUNKS, 4)] - totals[("evaluate", BASE_CHUNKS, 1)]) / 3
+    per["evaluate"] = one / (10.0 * args.rate)
+    print(f"\n## Monitoring cost per request, callgrind ({datetime.date.today()})\n")
+    print(
+        f"{args.rows}-row requests; log_features={args.log_features}; messages of "
+        f"{args.batch} requests; one window "
+        f"evaluation: {one:,.0f} instructions, charged at one per 10 s at "
+        f"{args.rate:,.0f} requests/s.\n"
+    )
+    print("| where | instructions per request |")
+    print("|---|---:|")
+    off = on_main = None
+    if worker is not None:
+        off, on = worker["off"], worker["on"]
+        on_main = on["main"] - off["main"]
+        print(f"| worker, monitoring off: the request path | {off['main']:,.0f} |")
+        print(f"| worker, monitoring on: more on the request path | {on_main:,.0f} |")
+    for stage, value in per.items():
+        print(f"| {STAGE_NAMES[stage]} | {value:,.0f} |")
+    added = sum(per.values()) + (on_main or 0.0)
+    print(f"| **monitoring, all of it** | **{added:,.0f}** |")
+    if off is not None:
+        share = added / off["main"]
+        verdict = "met" if share <= 0.05 else "NOT met"
+        print(
+            f"\nmonitoring adds **{share:.1%}** to the instructions of a request "
+            f"(target <= 5 %: {verdict}); CPU-bound, throughput with monitoring on would be "
+            f"{1 / (1 + share):.1%} of off."
+        )
+    print(f"\nRun took {seconds:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
