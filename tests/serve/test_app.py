@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -215,12 +216,29 @@ def _traffic(server: RunningServer, requests: int) -> None:
     assert post_json(f"{server.url}/predict", {"records": [{}]})[0] == 422
 
 
+def _settle(server: RunningServer, requests: int, timeout: float = 10.0) -> None:
+    """Wait until the metrics count the last request too.
+
+    A request is counted just after its answer is sent, so a scrape sent as soon as the
+    answer arrives (on another worker, say) may not see it yet.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _check_metrics(server, requests)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_metrics_count_requests_latency_batches_and_load_time(
     start_server: Callable[..., RunningServer], mixed_bundle: Path
 ) -> None:
     server = start_server(mixed_bundle)
     _traffic(server, 7)
-    _check_metrics(server, 7)
+    _settle(server, 7)
 
 
 def test_metrics_add_up_over_several_worker_processes(
@@ -228,6 +246,7 @@ def test_metrics_add_up_over_several_worker_processes(
 ) -> None:
     server = start_server(mixed_bundle, "--workers", "2")
     _traffic(server, 30)
+    _settle(server, 30)
     for _ in range(4):  # whichever worker answers the scrape, the totals are the same
         _check_metrics(server, 30)
 

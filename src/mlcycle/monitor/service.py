@@ -51,7 +51,7 @@ MONITOR_NICENESS = 10
 #: The monitor process's name (``ps -o comm``, ``top``), on Linux.
 PROCESS_NAME = "mlcycle-monitor"
 _REPLY_TIMEOUT = 5.0
-#: The monitor process's numeric libraries run on its own thread. A BLAS thread pool would
+#: The monitor process runs numpy on the calling thread only: a BLAS thread pool would
 #: be started when numpy is imported, before the process lowers its priority, so its
 #: threads would keep the workers' priority (and spin waiting for work beside them).
 _ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
