@@ -181,77 +181,17 @@ def prepare(work: Path) -> tuple[Path, Any]:
     import numpy as np
     from bench.serve import build_bundle
 
+    from mlcycle.serve.app import monitor_facts
     from mlcycle.serve.model import ServedModel
     from mlcycle.serve.settings import ServeSettings
 
     bundle, frame = build_bundle(work / "bundle")
     served = ServedModel.load(ServeSettings(bundle=str(bundle)))
-    facts = model_facts(served)
+    facts = monitor_facts(served)
     settings = dataclasses.replace(ServeSettings().monitor, store="")
     x = frame.to_numpy(np.float32)
     (work / "facts.pickle").write_bytes(pickle.dumps((settings, facts, x)))
     return bundle, frame
-
-
-def model_facts(served: Any) -> Any:
-    """:class:`ModelFacts` as :func:`mlcycle.serve.app.start_monitor` makes them."""
-    from mlcycle.exceptions import BundleError
-    from mlcycle.monitor.images import image_features
-    from mlcycle.monitor.live import ModelFacts
-    from mlcycle.monitor.quality import offline_quality
-
-    v = served.validator
-    try:
-        offline: dict[str, Any] | None = offline_quality(served.bundle.path)
-    except BundleError:
-        offline = None
-    return ModelFacts(
-        served.name,
-        served.version,
-        served.classes,
-        [
-            (b.name, True, tuple(image_features(b.features[0])))
-            if b.kind == "image"
-            else (b.name, b.numeric, b.features)
-            for b in v.blocks
-        ],
-        v.missing_category,
-        served.bundle.profile,
-        offline,
-    )
-
-
-def worker_instructions(work: Path, bundle: Path, body: bytes, requests: int) -> dict[str, Any]:
-    """The worker's instructions per request, monitoring on and off (request path)."""
-    from bench.monitor_overhead import measure
-    from bench.serve import HOST, free_port, start, stop, stop_all, wait_ready
-
-    servers = {}
-    try:
-        for mode in ("on", "off"):
-            out = work / f"worker-{mode}"
-            out.mkdir()
-            port = free_port()
-            cmd = [
-                "valgrind", "--tool=callgrind", "--separate-threads=yes",
-                f"--callgrind-out-file={out}/cg.%p", "--trace-children=no",
-                sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle),
-                "--port", str(port), "--monitor-store", str(work / "monitor.db"),
-            ]  # fmt: skip
-            if mode == "off":
-                cmd.append("--no-monitor")
-            proc = start(cmd, dict(os.environ), work, work / f"{mode}.log")
-            servers[mode] = (proc, port, out)
-        for mode, (proc, port, _) in servers.items():
-            wait_ready(f"http://{HOST}:{port}/v2/health/ready", proc, work / f"{mode}.log", 600)
-        return {
-            mode: measure(proc.pid, port, body, requests, out)
-            for mode, (proc, port, out) in servers.items()
-        }
-    finally:
-        for proc, _, _ in servers.values():
-            stop(proc)
-        stop_all()
 
 
 def main() -> None:
@@ -291,6 +231,8 @@ def main() -> None:
         worker = None
         if not args.skip_worker:
             body = body_of(frame.iloc[np.arange(args.rows) % len(frame)])
+            from bench.monitor_overhead import worker_instructions
+
             worker = worker_instructions(work, bundle, body, args.requests)
     report(args, totals, worker, time.perf_counter() - started)
 

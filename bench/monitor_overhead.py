@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -106,6 +107,36 @@ def measure(pid: int, port: int, body: bytes, n: int, out: Path) -> dict[str, fl
     }
 
 
+def worker_instructions(work: Path, bundle: Path, body: bytes, requests: int) -> dict[str, Any]:
+    """Run ``mlcycle serve`` with and without monitoring under callgrind; :func:`measure` each."""
+    servers = {}
+    try:
+        for mode in ("on", "off"):
+            out = work / mode
+            out.mkdir()
+            port = free_port()
+            cmd = [
+                "valgrind", "--tool=callgrind", "--separate-threads=yes",
+                f"--callgrind-out-file={out}/cg.%p", "--trace-children=no",
+                sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle),
+                "--port", str(port), "--monitor-store", str(work / "monitor.db"),
+            ]  # fmt: skip
+            if mode == "off":  # (valgrind's wrapper execs valgrind.bin: same pid)
+                cmd.append("--no-monitor")
+            proc = start(cmd, dict(os.environ), work, work / f"{mode}.log")
+            servers[mode] = (proc, port, out)
+        for mode, (proc, port, _) in servers.items():
+            wait_ready(f"http://{HOST}:{port}/v2/health/ready", proc, work / f"{mode}.log", 600)
+        return {
+            mode: measure(proc.pid, port, body, requests, out)
+            for mode, (proc, port, out) in servers.items()
+        }
+    finally:
+        for proc, _, _ in servers.values():
+            stop(proc)
+        stop_all()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=500, help="requests per server")
@@ -117,32 +148,7 @@ def main() -> None:
         work = Path(tmp)
         bundle, rows = build_bundle(work / "bundle")
         body = body_of(rows.iloc[:1])
-        servers = {}
-        try:
-            for mode in ("on", "off"):
-                out = work / mode
-                out.mkdir()
-                port = free_port()
-                cmd = [
-                    "valgrind", "--tool=callgrind", "--separate-threads=yes",
-                    f"--callgrind-out-file={out}/cg.%p", "--trace-children=no",
-                    sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle),
-                    "--port", str(port), "--monitor-store", str(work / "monitor.db"),
-                ]  # fmt: skip
-                if mode == "off":  # (valgrind's wrapper execs valgrind.bin: same pid)
-                    cmd.append("--no-monitor")
-                proc = start(cmd, dict(os.environ), work, work / f"{mode}.log")
-                servers[mode] = (proc, port, out)
-            for mode, (proc, port, _) in servers.items():
-                wait_ready(f"http://{HOST}:{port}/v2/health/ready", proc, work / f"{mode}.log", 600)
-            results = {
-                mode: measure(proc.pid, port, body, args.requests, out)
-                for mode, (proc, port, out) in servers.items()
-            }
-        finally:
-            for proc, _, _ in servers.values():
-                stop(proc)
-            stop_all()
+        results = worker_instructions(work, bundle, body, args.requests)
     on, off = results["on"], results["off"]
     total_on, total_off = on["main"] + on["other"], off["main"] + off["other"]
     print(f"\n## Monitoring cost in a worker, callgrind ({datetime.date.today()})\n")

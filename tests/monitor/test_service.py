@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mlcycle.monitor.live import ModelFacts
 from mlcycle.monitor.service import MonitorClient
 from mlcycle.monitor.settings import MonitorSettings
+from mlcycle.serve.app import monitor_facts
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.settings import ServeSettings
 
@@ -36,15 +36,7 @@ def test_every_thread_of_the_monitor_process_runs_at_idle_priority(
     mixed_bundle: Path, tmp_path: Path
 ) -> None:
     served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
-    v = served.validator
-    facts = ModelFacts(
-        served.name,
-        served.version,
-        served.classes,
-        [(b.name, b.numeric, b.features) for b in v.blocks],
-        v.missing_category,
-        served.bundle.profile,
-    )
+    facts = monitor_facts(served)
     client = MonitorClient(MonitorSettings(store=str(tmp_path / "monitor.db")), facts)
     try:
         row = {"x0": 0.1, "color": "red", "x1": 1.0, "size": "M", "x2": -0.5}

@@ -65,8 +65,11 @@ def test_a_locked_store_does_not_block_recording_and_drops_only_the_overflow(
     while plog.failures == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert plog.failures > 0 and plog.written == 0
-    # the writer may hold one batch of 10 out of the buffer while it retries
-    assert plog.pending <= 50 and 140 <= plog.dropped <= 150
+    # Every event is pending, dropped and counted, or in the one batch of 10 the writer
+    # holds while it retries (each retry puts it back, which may drop 10 more when the
+    # buffer is full: how many depends on how fast the loop above ran).
+    assert plog.pending <= 50 and 190 <= plog.pending + plog.dropped <= 200
+    assert plog.dropped >= 140
     blocker.execute("ROLLBACK")
     blocker.close()
     assert plog.flush(15)

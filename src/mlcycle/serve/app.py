@@ -70,6 +70,7 @@ from mlcycle.serve.shadow import ShadowRunner
 from mlcycle.serve.validation import FeatureBatch
 
 if TYPE_CHECKING:
+    from mlcycle.monitor.live import ModelFacts
     from mlcycle.monitor.service import MonitorClient
     from mlcycle.retrain.trigger import RetrainTrigger
     from mlcycle.rollout.controller import RolloutController
@@ -332,20 +333,26 @@ def start_monitor(
     model: ServedModel, settings: ServeSettings, metrics: ServeMetrics
 ) -> MonitorClient:
     """A monitor process watching ``model`` (one per arm and worker)."""
-    from mlcycle.exceptions import BundleError
-    from mlcycle.monitor.images import image_features
-    from mlcycle.monitor.live import ModelFacts
-    from mlcycle.monitor.quality import offline_quality
     from mlcycle.monitor.service import MonitorClient
     from mlcycle.monitor.store import resolve_store
 
     s = dataclasses.replace(settings.monitor, store=resolve_store(settings.monitor.store))
+    return MonitorClient(s, monitor_facts(model), on_drop=metrics.monitor_dropped.inc)
+
+
+def monitor_facts(model: ServedModel) -> ModelFacts:
+    """What a monitor is told of ``model``: its name, classes, inputs, profile, evaluation."""
+    from mlcycle.exceptions import BundleError
+    from mlcycle.monitor.images import image_features
+    from mlcycle.monitor.live import ModelFacts
+    from mlcycle.monitor.quality import offline_quality
+
     v = model.validator
     try:
         offline: dict[str, Any] | None = offline_quality(model.bundle.path)
     except BundleError:
         offline = None
-    facts = ModelFacts(
+    return ModelFacts(
         model.name,
         model.version,
         model.classes,
@@ -359,7 +366,6 @@ def start_monitor(
         model.bundle.profile,
         offline,
     )
-    return MonitorClient(s, facts, on_drop=metrics.monitor_dropped.inc)
 
 
 def app_from_env() -> PredictionRoutes:
