@@ -53,6 +53,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mlcycle.monitor.settings import FEATURE_LOGGING  # noqa: E402
+
 #: Each run does the steps of the one before it and one more.
 STAGES = ("build", "handover", "take_in", "log_rows", "insert", "evaluate")
 STAGE_NAMES = {
@@ -69,37 +71,47 @@ BASE_CHUNKS = 2
 # -- the child: one stage under callgrind ---------------------------------------------------
 
 
-def child(args: argparse.Namespace, stage: str) -> None:
-    """Set up a monitor as its process does, then run the steps up to ``stage``."""
+def quiet_monitor(args: argparse.Namespace, stage: str) -> tuple[Any, Any, Any, Any]:
+    """A monitor built as its process builds one, with its threads stopped (this process
+    calls each step itself); also its settings, model facts and request rows."""
     import dataclasses
-    from multiprocessing.reduction import ForkingPickler
 
-    import numpy as np
     from prometheus_client import CollectorRegistry
 
     from mlcycle.monitor.live import LiveMonitor
     from mlcycle.monitor.live_metrics import MonitorMetrics
-    from mlcycle.monitor.service import _pack, _unpack
     from mlcycle.monitor.store import connect
     from mlcycle.monitor.watch import build_watchers
 
-    work, chunks, batch, rows = args.work, args.chunks, args.batch, args.rows
-    settings, facts, x = pickle.loads((work / "facts.pickle").read_bytes())
-    settings = dataclasses.replace(settings, log_features=args.log_features)
-    db = work / f"{stage}-{chunks}-{args.evaluations}.db"
-    settings = dataclasses.replace(settings, store=str(db))
+    settings, facts, x = pickle.loads((args.work / "facts.pickle").read_bytes())
+    db = args.work / f"{stage}-{args.chunks}-{args.evaluations}.db"
+    settings = dataclasses.replace(settings, log_features=args.log_features, store=str(db))
     engine = connect(settings.store)
     metrics = MonitorMetrics(CollectorRegistry(), facts.version, settings.stage, server_pid=0)
     watchers = build_watchers(settings, facts, engine, metrics)
     monitor = LiveMonitor(settings, facts, metrics, engine=engine, watchers=watchers)
-    monitor._stop.set()  # the monitor thread stops: this process calls each step itself
+    monitor._stop.set()
     monitor._thread.join()
     log = monitor.log
     assert log is not None
-    log._stop = True  # and so does the prediction log's writer
+    log._stop = True
     with log._lock:
         log._lock.notify()
     log._thread.join()
+    return monitor, settings, facts, x
+
+
+def child(args: argparse.Namespace, stage: str) -> None:
+    """Set up a monitor as its process does, then run the steps up to ``stage``."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import numpy as np
+
+    from mlcycle.monitor.service import _pack, _unpack
+
+    chunks, batch, rows = args.chunks, args.batch, args.rows
+    monitor, settings, facts, x = quiet_monitor(args, stage)
+    log = monitor.log
     if stage == "take_in":
         monitor.log = None  # no prediction-log rows
     block = facts.blocks[0][0]
@@ -207,7 +219,7 @@ def main() -> None:
     parser.add_argument("--skip-worker", action="store_true", help="monitor side only")
     parser.add_argument(
         "--log-features",
-        choices=("all", "sample", "none"),
+        choices=FEATURE_LOGGING,
         default="all",
         help="serve.monitor.log_features of the monitor",
     )
