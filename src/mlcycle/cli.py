@@ -326,13 +326,14 @@ MONITOR_ACTIONS = {
     "alarms": "list alarms (unacknowledged by default)",
     "ack": "acknowledge alarms by id",
     "report": "write an HTML (and JSON) report of a time range from the monitoring store",
+    "expand": "move the prediction log's batches into its predictions table now",
 }
 
 
 def _cmd_monitor(rest: list[str]) -> None:
     p = _parser("monitor", PLAIN_COMMANDS["monitor"])
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    from mlcycle.monitor import alarm_commands, report_command
+    from mlcycle.monitor import alarm_commands, expand_command, report_command
 
     alarms = sub.add_parser("alarms", help=MONITOR_ACTIONS["alarms"])
     alarm_commands.add_alarms_arguments(alarms)
@@ -340,12 +341,16 @@ def _cmd_monitor(rest: list[str]) -> None:
     alarm_commands.add_ack_arguments(ack)
     report = sub.add_parser("report", help=MONITOR_ACTIONS["report"])
     report_command.add_arguments(report)
+    expand = sub.add_parser("expand", help=MONITOR_ACTIONS["expand"])
+    expand_command.add_arguments(expand)
     ns = p.parse_args(rest)
     ns.store = ns.store or _project_monitor_store()
     if ns.action == "alarms":
         alarm_commands.run_alarms(ns)
     elif ns.action == "ack":
         alarm_commands.run_ack(ns)
+    elif ns.action == "expand":
+        print(expand_command.run(ns))
     else:
         for path in report_command.run(ns):
             print(f"wrote {path}")

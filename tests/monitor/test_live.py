@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from mlcycle.monitor.live import LiveMonitor, ModelFacts
 from mlcycle.monitor.live_metrics import MonitorMetrics
+from mlcycle.monitor.log_batches import backlog, expand_batches
 from mlcycle.monitor.settings import MonitorSettings, WindowSettings
 from mlcycle.monitor.store import METRIC_POINTS, PREDICTIONS, connect
 from mlcycle.serve.model import ServedModel
@@ -87,6 +88,7 @@ def test_every_row_is_logged_with_features_label_and_confidence(
     monitor.record_error("req-2", 422, "missing_feature: x0 is missing", 0.001)
     monitor.close()
     assert engine is not None
+    assert expand_batches(engine) == 4
     with engine.connect() as conn:
         rows = conn.execute(sa.select(PREDICTIONS).order_by(PREDICTIONS.c.id)).mappings().all()
     assert [(r["request_id"], r["row"]) for r in rows] == [
@@ -102,11 +104,59 @@ def test_every_row_is_logged_with_features_label_and_confidence(
     assert rows[3]["error"].startswith("422: missing_feature") and rows[3]["label"] is None
 
 
+def test_the_log_is_expanded_once_old_enough_or_when_too_much_waits(
+    served: ServedModel, tmp_path: Path
+) -> None:
+    now = [1000.0]
+    settings = MonitorSettings(expand_after=30.0, expand_backlog=8, flush_interval=0.05)
+    engine = connect(tmp_path / "monitor.db")
+    monitor = LiveMonitor(
+        settings,
+        facts(served),
+        MonitorMetrics(CollectorRegistry(), served.version, ""),
+        engine=engine,
+        clock=lambda: now[0],
+    )
+    try:
+        predict(monitor, served, records(5), "young")
+        assert monitor.flush()
+        time.sleep(0.6)  # two expansion rounds of the monitor thread
+        assert backlog(engine) == 5  # younger than 30 s, and only 5 rows wait
+        now[0] += 31.0
+        assert _eventually(lambda: backlog(engine) == 0)
+        predict(monitor, served, records(5), "a")
+        predict(monitor, served, records(5), "b")  # 10 rows wait: more than 8
+        assert monitor.flush()
+        assert _eventually(lambda: backlog(engine) == 0)
+        # A rollout runs (a challenger answers): its analysis reads the table, so the
+        # log is expanded at once, however young and small.
+        batch: FeatureBatch = served.validator.records(records(2))
+        monitor.record("canary", batch.inputs, served.predict(batch.inputs)[1], 0.002,
+                       arm="challenger")  # fmt: skip
+        assert monitor.flush()
+        assert _eventually(lambda: backlog(engine) == 0)
+    finally:
+        monitor.close()
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(PREDICTIONS.c.request_id)).scalars().all()
+    assert sorted(set(ids)) == ["a", "b", "canary", "young"] and len(ids) == 17
+
+
+def _eventually(check: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_feature_logging_none_keeps_outputs_only(served: ServedModel, tmp_path: Path) -> None:
     monitor, _, engine = make_monitor(served, tmp_path, log_features="none")
     predict(monitor, served, records(5), "r")
     monitor.close()
     assert engine is not None
+    expand_batches(engine)
     with engine.connect() as conn:
         got = conn.execute(sa.select(PREDICTIONS.c.features, PREDICTIONS.c.label)).all()
     assert len(got) == 5 and all(f is None and label for f, label in got)

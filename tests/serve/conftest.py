@@ -116,13 +116,17 @@ def mixed_server(
     yield from _module_server(mixed_bundle, tmp_path_factory)
 
 
-def _module_server(bundle: Path, factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def _module_server(
+    bundle: Path, factory: pytest.TempPathFactory, *args: str
+) -> Iterator[RunningServer]:
     folder = factory.mktemp("server")
     port = free_port()
     log = folder / "server.log"
+    command = [sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle)]
+    command += ["--port", str(port), *args]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle), "--port", str(port)],
+            command,
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=folder,

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from mlcycle.monitor.log_batches import expand_batches
+from mlcycle.monitor.store import connect
 from tests.conftest import free_port
 from tests.serve.conftest import RunningServer, _stop, _wait_ready
 from tests.serve.test_app import MIXED_ROWS
@@ -40,7 +42,8 @@ def server(mixed_bundle: Path, store: Path) -> Iterator[RunningServer]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlcycle", "serve", "--model", str(mixed_bundle),
              "--port", str(port), "--monitor-store", str(store),
-             f"serve.validation.max_body_bytes={LIMIT}", "serve.monitor.flush_interval=0.1"],
+             f"serve.validation.max_body_bytes={LIMIT}", "serve.monitor.flush_interval=0.1",
+             "serve.monitor.expand_after=0"],
             stdout=out, stderr=subprocess.STDOUT, cwd=folder,
             env={**os.environ, "MLCYCLE_ADMIN_TOKEN": TOKEN}, start_new_session=True,
         )  # fmt: skip
@@ -88,6 +91,7 @@ def test_a_csv_import_is_stored_and_joins_the_predictions(
     assert answer.json() == {
         "stored": 3, "replaced": 0, "unchanged": 0, "rejected": 0, "problems": [],
     }  # fmt: skip
+    expand_batches(connect(store))  # what every reader of the predictions table does first
     with sqlite3.connect(store) as conn:
         joined = conn.execute(
             "SELECT p.row, p.label, f.label, f.source FROM predictions p JOIN feedback f "

@@ -48,7 +48,7 @@ def server(mixed_bundle: Path, store: Path) -> Iterator[RunningServer]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlcycle", "serve", "--model", str(mixed_bundle),
              "--port", str(port), "--workers", "2", "--monitor-store", str(store),
-             "serve.monitor.flush_interval=0.1"],
+             "serve.monitor.flush_interval=0.1", "serve.monitor.expand_after=0"],
             stdout=out, stderr=subprocess.STDOUT, cwd=folder,
             env={**os.environ, "MLCYCLE_ADMIN_TOKEN": TOKEN}, start_new_session=True,
         )  # fmt: skip

@@ -30,7 +30,8 @@ def digits_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def digits_server(
     digits_bundle: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    yield from _module_server(digits_bundle, tmp_path_factory)
+    # The prediction log expanded at once: the tests read its table.
+    yield from _module_server(digits_bundle, tmp_path_factory, "serve.monitor.expand_after=0")
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def _metric(text: str, prefix: str) -> float:
 def test_every_prediction_and_failure_is_logged_in_the_store(
     start_server: Callable[..., RunningServer], mixed_bundle: Path, tmp_path: Path
 ) -> None:
-    server = start_server(mixed_bundle)
+    server = start_server(mixed_bundle, "serve.monitor.expand_after=0")  # expanded at once
     status, _, _ = post_json(f"{server.url}/predict", {"records": MIXED_ROWS}, x_request_id="abc")
     assert status == 200
     status, _, _ = post_json(f"{server.url}/predict", {"records": [{"x0": 1}]}, x_request_id="bad")
@@ -232,7 +232,9 @@ def test_a_server_logs_to_postgresql_and_joins_feedback_there(
     import sqlalchemy as sa
 
     url = postgres_server.create_database()
-    server = start_server(mixed_bundle, "--monitor-store", url, "--workers", "2")
+    server = start_server(
+        mixed_bundle, "--monitor-store", url, "--workers", "2", "serve.monitor.expand_after=0"
+    )
     for i in range(6):
         status, _, _ = post_json(
             f"{server.url}/predict", {"records": MIXED_ROWS}, x_request_id=f"pg{i}"

@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from mlcycle.data.dataset import Dataset
 from mlcycle.data.schema import Schema
 from mlcycle.exceptions import DataError, SchemaError
+from mlcycle.monitor.log_batches import expand_batches
 from mlcycle.monitor.store import FEEDBACK, PREDICTIONS
 from mlcycle.review.tables import REVIEWS  # also makes connect() create the reviews table
 
@@ -243,6 +244,7 @@ def collect_feedback(
         Rows left out, by reason (see :data:`SKIP_REASONS`).
     """
     skipped: Counter[str] = Counter()
+    expand_batches(engine)
     with engine.connect() as conn:
         # A store written before the review queue existed has no reviews table.
         has_reviews = sa.inspect(conn).has_table(REVIEWS.name)

@@ -27,6 +27,8 @@ from mlcycle.monitor.store import connect, resolve_store
 __all__ = [
     "add_ack_arguments",
     "add_alarms_arguments",
+    "add_store_argument",
+    "open_store",
     "parse_since",
     "run_ack",
     "run_alarms",
@@ -76,7 +78,8 @@ def parse_since(text: str, *, now: float | None = None) -> float:
         ) from None
 
 
-def _add_store_argument(parser: argparse.ArgumentParser) -> None:
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--store`` flag of the ``mlcycle monitor`` commands to ``parser``."""
     parser.add_argument(
         "--store",
         metavar="URL_OR_PATH",
@@ -93,7 +96,7 @@ def add_alarms_arguments(parser: argparse.ArgumentParser) -> None:
     parser
         The subcommand's parser.
     """
-    _add_store_argument(parser)
+    add_store_argument(parser)
     parser.add_argument(
         "--all", action="store_true", help="include acknowledged alarms (default: only open ones)"
     )
@@ -120,10 +123,12 @@ def add_ack_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--by", metavar="NAME", default=None, help="who acknowledges (default: your user name)"
     )
-    _add_store_argument(parser)
+    add_store_argument(parser)
 
 
-def _engine(store: str | None) -> sa.Engine:
+def open_store(store: str | None) -> sa.Engine:
+    """The store named by ``--store`` (default: the project's); :class:`DataError` if
+    that SQLite file does not exist."""
     target = resolve_store(store)
     if "://" not in target and not Path(target).expanduser().exists():
         raise DataError(
@@ -170,7 +175,7 @@ def run_alarms(ns: argparse.Namespace) -> None:
         No store at the given path.
     """
     since = parse_since(ns.since) if ns.since else None
-    engine = _engine(ns.store)
+    engine = open_store(ns.store)
     try:
         rows = list_alarms(
             engine,
@@ -262,7 +267,7 @@ def run_ack(ns: argparse.Namespace) -> None:
         No store at the given path.
     """
     by = ns.by or _user()
-    engine = _engine(ns.store)
+    engine = open_store(ns.store)
     try:
         count = acknowledge(engine, ns.ids, by)
     finally:

@@ -45,6 +45,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mlcycle.exceptions import DataError, MlcycleError
+from mlcycle.monitor.log_batches import expand_batches, logged_labels
 from mlcycle.monitor.store import FEEDBACK, PREDICTIONS
 
 __all__ = [
@@ -346,7 +347,7 @@ def _plan(
     plan = _Plan()
     names = [str(c) for c in classes]
     ids = sorted({item.request_id for _, item in entries})
-    predicted = _existing(conn, PREDICTIONS, ids, label=False)
+    predicted = logged_labels(conn, ids)
     stored = _existing(conn, FEEDBACK, ids, label=True)
     seen: dict[tuple[str, int], tuple[int, str]] = {}
     for index, item in entries:
@@ -704,6 +705,7 @@ def labelled_predictions(
     list of (str, str, float)
         Oldest first. Failed predictions (no label) are left out.
     """
+    expand_batches(engine)
     p, f = PREDICTIONS, FEEDBACK
     query = (
         sa.select(p.c.label, f.c.label, p.c.time)
@@ -726,6 +728,7 @@ def labelled_predictions(
 def logged_classes(engine: sa.Engine) -> list[str]:
     """The distinct labels of the logged predictions, sorted: the classes when no bundle
     is at hand."""
+    expand_batches(engine)
     query = sa.select(PREDICTIONS.c.label).where(PREDICTIONS.c.label.is_not(None)).distinct()
     with engine.connect() as conn:
         return sorted(str(v) for (v,) in conn.execute(query))

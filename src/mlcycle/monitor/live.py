@@ -32,10 +32,17 @@ import numpy as np
 import orjson
 import sqlalchemy as sa
 
-from mlcycle.monitor.encode import RowEncoder
 from mlcycle.monitor.images import image_stats
+from mlcycle.monitor.log_batches import (
+    BatchModel,
+    backlog,
+    expand_batches,
+    logged_labels,
+    pack_batch,
+    predicted_labels,
+)
 from mlcycle.monitor.settings import MonitorSettings
-from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS, PREDICTIONS, PredictionLog
+from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS, PredictionLog
 from mlcycle.monitor.window import RequestWindow, RowWindow
 from mlcycle.monitor.window_stats import FeatureSpec, WindowResult, feature_specs, window_metrics
 
@@ -43,6 +50,10 @@ __all__ = ["Chunk", "LiveMonitor", "Meta", "ModelFacts", "Watchers"]
 
 log = logging.getLogger("mlcycle.monitor")
 
+#: How often the monitor expands old batches of the prediction log, and how many rows at
+#: most each time (so that a long backlog never holds up the requests coming in).
+EXPAND_EVERY = 0.25
+EXPAND_ROWS = 5000
 #: How often the monitor looks for new feedback in the store (``POST /feedback`` also
 #: asks it to look at once).
 FEEDBACK_POLL_SECONDS = 5.0
@@ -178,10 +189,18 @@ class LiveMonitor:
         self._queued = 0
         self._rows_since = 0
         self._last_eval = clock()
+        self._rollout_seen = float("-inf")  # when an arm other than champion last answered
         self._logged_dropped = 0
         self._logged_written = 0
         self._rng = np.random.default_rng()
-        self._encoder = RowEncoder(self.numeric_names, self.categorical_names, model.classes)
+        self._batch_model = BatchModel(
+            model.name,
+            model.version,
+            settings.stage,
+            self.numeric_names,
+            self.categorical_names,
+            [str(c) for c in model.classes],
+        )
         self._eval_lock = threading.Lock()
         self._feedback_seen = 0
         self._stop = threading.Event()
@@ -281,35 +300,55 @@ class LiveMonitor:
         """
         if self.engine is None:
             return 0
-        f, p = FEEDBACK, PREDICTIONS
-        query = (
-            sa.select(f.c.id, p.c.label, f.c.label)
-            .join(p, sa.and_(p.c.request_id == f.c.request_id, p.c.row == f.c.row))
-            .where(p.c.model_version == self.model.version, f.c.id > self._feedback_seen)
-            .order_by(f.c.id.desc())
-            .limit(self.settings.window.size)
-        )
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(query).all()
+                newest, rows = self._new_feedback(conn)
         except Exception as exc:
             log.warning("monitor: reading feedback failed: %s", exc)
             return 0
-        if not rows:
+        if newest is None:
             return 0
-        self._feedback_seen = max(r[0] for r in rows)
-        pairs = [(str(pred), str(true)) for _, pred, true in reversed(rows) if pred is not None]
+        self._feedback_seen = newest
+        pairs = [(str(pred), str(true)) for pred, true in reversed(rows) if pred is not None]
         self.metrics.feedback.inc(len(pairs))
         if self.watchers is not None and pairs:
             with self._eval_lock:
                 self.watchers.on_feedback(pairs, self.clock())
         return len(pairs)
 
+    def _new_feedback(self, conn: sa.Connection) -> tuple[int | None, list[tuple[Any, str]]]:
+        """The newest feedback id, and up to ``window.size`` ``(predicted, true)`` pairs of
+        this model version's predictions among the feedback since the last poll, newest
+        first."""
+        f, size = FEEDBACK, self.settings.window.size
+        newest: int | None = None
+        pairs: list[tuple[Any, str]] = []
+        before: int | None = None
+        while len(pairs) < size:
+            query = sa.select(f.c.id, f.c.request_id, f.c.row, f.c.label).where(
+                f.c.id > self._feedback_seen
+            )
+            if before is not None:
+                query = query.where(f.c.id < before)
+            page = conn.execute(query.order_by(f.c.id.desc()).limit(1000)).all()
+            if not page:
+                break
+            newest = page[0][0] if newest is None else newest
+            before = page[-1][0]
+            ids = {rid for _, rid, _, _ in page}
+            predicted = logged_labels(conn, ids, model_version=self.model.version)
+            pairs += [
+                (predicted[(rid, row)], str(true))
+                for _, rid, row, true in page
+                if (rid, row) in predicted
+            ]
+        return newest, pairs[:size]
+
     # -- the monitor thread --------------------------------------------------------------
 
     def _run(self) -> None:
         w = self.settings.window
-        last_process = last_feedback = 0.0
+        last_process = last_feedback = last_expand = 0.0
         while not self._stop.is_set():
             items = [self._queue.popleft() for _ in range(len(self._queue))]
             self._queued -= sum(_weight(c) for c in items)
@@ -330,6 +369,9 @@ class LiveMonitor:
                 if now - last_feedback >= FEEDBACK_POLL_SECONDS:
                     last_feedback = now
                     self.poll_feedback()
+                if time.monotonic() - last_expand >= EXPAND_EVERY:
+                    last_expand = time.monotonic()
+                    self._expand(now)
             except Exception:  # the monitor must never stop serving, nor itself
                 log.exception("monitor: processing %d requests failed", len(items))
             if not items:
@@ -339,35 +381,50 @@ class LiveMonitor:
     def _process(self, chunks: list[Chunk]) -> None:
         meta = [m for c in chunks for m in c.meta]
         counts = np.array([r for c in chunks for r in c.rows], dtype=np.int64)
-        times, _, latency, status, _, _, _, since = zip(*meta, strict=True)
+        times, rids, latency, status, errors, arms, pipelines, since = zip(*meta, strict=True)
         self.requests.add(
             np.array(times, dtype=np.float64),
             np.array(latency, dtype=np.float64),
             np.array(status) >= 400,
             np.array([np.nan if x is None else x for x in since], dtype=np.float64),
         )
+        if len(set(arms)) > 1 or arms[0] != "champion":
+            self._rollout_seen = times[-1]
         answered = [c for c in chunks if c.proba is not None and len(c.proba)]
-        failed = [self._error_row(meta[i]) for i in np.flatnonzero(counts == 0).tolist()]
+        rows = int(counts.sum())
         if answered:
-            self._answered(answered, meta, counts, times, latency)
-        if self.log is not None and failed:
-            self.log.record(failed)
+            proba = np.concatenate([c.proba for c in answered if c.proba is not None])
+            numeric, categorical = self._columns(answered, rows)
+            self._answered(proba, numeric, categorical, counts, times, latency)
+        else:
+            proba = np.empty((0, len(self.model.classes)), np.float32)
+            numeric = np.empty((0, len(self.numeric_names)), np.float64)
+            categorical = np.empty((0, len(self.categorical_names)), object)
+        if self.log is None:
+            return
+        failed = [
+            f"{code}: {error}" if n == 0 else None
+            for code, error, n in zip(status, errors, counts.tolist(), strict=True)
+        ]
+        self.log.record([
+            pack_batch(
+                self._batch_model, times=times, request_ids=rids, latency_s=latency,
+                errors=failed, arms=arms, pipeline_ids=pipelines, counts=counts,
+                keep=self._keep(rows), numeric=numeric, categorical=categorical, proba=proba,
+            )
+        ])  # fmt: skip
 
     def _answered(
         self,
-        answered: list[Chunk],
-        meta: list[Meta],
+        proba: np.ndarray[Any, Any],
+        numeric: np.ndarray[Any, Any],
+        categorical: np.ndarray[Any, Any],
         counts: np.ndarray[Any, Any],
         times: tuple[float, ...],
         latency: tuple[float, ...],
     ) -> None:
-        proba = np.concatenate([c.proba for c in answered if c.proba is not None])
-        numeric, categorical = self._columns(answered, len(proba))
-        with np.errstate(invalid="ignore"):
-            finite = np.isfinite(proba).all(axis=1)
-            predicted = np.where(finite, np.nan_to_num(proba).argmax(axis=1), 0)
-            confidence = np.where(finite, proba.max(axis=1, initial=0.0), np.nan)
-        owner = np.repeat(np.arange(len(meta)), counts)  # the request of every row
+        finite, predicted, confidence = predicted_labels(proba)
+        owner = np.repeat(np.arange(len(counts)), counts)  # the request of every row
         row_times = np.asarray(times, dtype=np.float64)[owner]
         self.rows.add(row_times, numeric, categorical, predicted, confidence)
         self._rows_since += len(proba)
@@ -378,10 +435,6 @@ class LiveMonitor:
         if self.watchers is not None:
             ok_latency = np.asarray(latency)[counts > 0]
             self.watchers.on_rows(confidence, float(ok_latency.mean()) * 1000)
-        if self.log is not None:
-            self.log.record(
-                self._rows(meta, counts, owner, numeric, categorical, proba, predicted, confidence)
-            )
 
     def _columns(
         self, chunks: list[Chunk], rows: int
@@ -399,52 +452,29 @@ class LiveMonitor:
             np.hstack(cat).astype(object) if cat else np.empty((rows, 0), object),
         )
 
-    def _rows(
-        self,
-        meta: list[Meta],
-        counts: np.ndarray[Any, Any],
-        owner: np.ndarray[Any, Any],
-        numeric: np.ndarray[Any, Any],
-        categorical: np.ndarray[Any, Any],
-        proba: np.ndarray[Any, Any],
-        predicted: np.ndarray[Any, Any],
-        confidence: np.ndarray[Any, Any],
-    ) -> list[tuple[Any, ...]]:
-        s, m = self.settings, self.model
-        n = len(proba)
+    def _keep(self, rows: int) -> np.ndarray[Any, Any]:
+        """Which rows' features the log keeps (``log_features``)."""
+        s = self.settings
         if s.log_features == "all":
-            keep = np.ones(n, bool)
-        elif s.log_features == "sample":
-            keep = self._rng.random(n) < s.feature_sample
-        else:
-            keep = np.zeros(n, bool)
-        features = self._encoder.features(numeric, categorical, keep)
-        probabilities = self._encoder.probabilities(proba)
-        classes = m.classes
-        conf = [None if c != c else c for c in confidence.tolist()]  # NaN: no prediction
-        labels = [
-            None if c is None else classes[k] for c, k in zip(conf, predicted.tolist(), strict=True)
-        ]
-        starts = np.cumsum(counts) - counts
-        row_in_request = (np.arange(n) - starts[owner]).tolist()
-        who = [meta[i] for i in owner.tolist()]
-        stage, name, version = s.stage, m.name, m.version
-        return [
-            (
-                w[1], r, w[0], name, version, w[5], stage, w[6], f, label, c, pr, w[2] * 1000.0,
-                None if c is not None else "no finite probability",
-            )
-            for w, r, f, label, c, pr in zip(
-                who, row_in_request, features, labels, conf, probabilities, strict=True
-            )
-        ]  # fmt: skip
+            return np.ones(rows, bool)
+        if s.log_features == "sample":
+            return np.asarray(self._rng.random(rows) < s.feature_sample)
+        return np.zeros(rows, bool)
 
-    def _error_row(self, m: Meta) -> tuple[Any, ...]:
-        t, rid, latency, status, error, arm, pipeline_id, _ = m
-        return (
-            rid, 0, t, self.model.name, self.model.version, arm, self.settings.stage,
-            pipeline_id, None, None, None, None, latency * 1000.0, f"{status}: {error}",
-        )  # fmt: skip
+    def _expand(self, now: float) -> None:
+        """Expand the log's batches once they are old enough or too many wait; all of
+        them while a rollout runs (its analysis reads the table every few seconds)."""
+        s = self.settings
+        if self.engine is None:
+            return
+        at_once = s.expand_after <= 0 or now - self._rollout_seen < s.expand_after
+        try:
+            if at_once or backlog(self.engine) > s.expand_backlog:
+                expand_batches(self.engine, max_rows=EXPAND_ROWS)
+            else:
+                expand_batches(self.engine, older_than=now - s.expand_after, max_rows=EXPAND_ROWS)
+        except Exception as exc:  # the store is down or busy: the batches wait
+            log.warning("monitor: expanding the prediction log failed: %s", exc)
 
     def _evaluate(self, now: float) -> WindowResult:
         w = self.settings.window

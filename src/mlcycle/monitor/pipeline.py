@@ -31,6 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from mlcycle.exceptions import MlcycleError
+from mlcycle.monitor.log_batches import expand_batches
 from mlcycle.monitor.store import PREDICTIONS
 
 __all__ = [
@@ -159,6 +160,7 @@ def pipeline_summary(
         ``latency_p99_ms`` / ``latency_max_ms`` of complete runs; ``None`` when no
         prediction in the window belongs to a pipeline.
     """
+    expand_batches(engine)
     p = PREDICTIONS
     query = (
         sa.select(p.c.pipeline_id, p.c.stage, p.c.request_id, p.c.time, p.c.latency_ms, p.c.error)

@@ -57,6 +57,7 @@ from mlcycle.monitor.drift import (
     numeric_drift,
 )
 from mlcycle.monitor.images import reference_stat
+from mlcycle.monitor.log_batches import expand_batches
 from mlcycle.monitor.pipeline import pipeline_summary
 from mlcycle.monitor.store import ALARMS, FEEDBACK, METRIC_POINTS, PREDICTIONS
 
@@ -354,6 +355,7 @@ def store_document(
     DataError
         The reference file cannot be read.
     """
+    expand_batches(engine)
     rows = _window_rows(engine, since, until, model, stage)
     if not rows:
         raise EmptyWindowError(_empty_message(engine, since, until, model, stage, store_label))

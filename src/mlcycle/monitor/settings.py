@@ -86,6 +86,12 @@ class MonitorSettings:
     buffer_capacity: int = 20_000
     write_batch: int = 500
     flush_interval: float = 0.5
+    # The log is written as one packed row per hand-over and expanded into the predictions
+    # table once a batch is this many seconds old (0: at once), or sooner when more than
+    # expand_backlog rows wait or a rollout runs; mlcycle's readers expand what is left
+    # before they read.
+    expand_after: float = 60.0
+    expand_backlog: int = 100_000
     # Predictions with a top probability below this count as low-confidence.
     low_confidence: float = 0.6
     # Pipeline monitoring: the stage this model is (metrics and alarms carry it).
@@ -133,6 +139,10 @@ def check_monitor_settings(s: MonitorSettings, where: str = "monitor") -> list[s
     for name in ("buffer_capacity", "write_batch"):
         if getattr(s, name) < 1:
             problems.append(f"{where}.{name} must be at least 1, not {getattr(s, name)}")
+    if s.expand_after < 0:
+        problems.append(f"{where}.expand_after must be >= 0 seconds, not {s.expand_after}")
+    if s.expand_backlog < 0:
+        problems.append(f"{where}.expand_backlog must be >= 0 rows, not {s.expand_backlog}")
     if s.flush_interval <= 0:
         problems.append(f"{where}.flush_interval must be positive, not {s.flush_interval}")
     d = s.drift

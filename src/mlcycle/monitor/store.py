@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,15 @@ __all__ = [
     "FEEDBACK",
     "METRIC_POINTS",
     "PREDICTIONS",
+    "PREDICTION_BATCHES",
     "PREDICTION_COLUMNS",
+    "LogBatch",
     "PredictionEvent",
     "PredictionLog",
     "StoreError",
     "check_store",
     "connect",
+    "insert_rows",
     "metadata",
     "resolve_store",
 ]
@@ -71,6 +74,23 @@ PREDICTIONS = sa.Table(
     sa.Column("probabilities", sa.Text, nullable=True),
     sa.Column("latency_ms", sa.Float, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+)
+
+#: Predictions not yet in ``predictions``: one row per hand-over of a server's monitor,
+#: the rows packed in ``payload`` (:mod:`mlcycle.monitor.log_batches`), the request ids
+#: one per line so they can be looked up before the batch is expanded.
+PREDICTION_BATCHES = sa.Table(
+    "prediction_batches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("time_min", sa.Float, nullable=False),
+    sa.Column("time_max", sa.Float, nullable=False, index=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(100), nullable=False),
+    sa.Column("stage", sa.String(100), nullable=False, default=""),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("request_ids", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
 )
 
 #: Ground truth for a logged prediction, by request id and row.
@@ -175,6 +195,39 @@ class PredictionEvent:
         }
 
 
+@dataclass(frozen=True)
+class LogBatch:
+    """One ``prediction_batches`` row, ready to insert (made by
+    :func:`mlcycle.monitor.log_batches.pack_batch`)."""
+
+    time_min: float
+    time_max: float
+    model_name: str
+    model_version: str
+    stage: str
+    #: The ``predictions`` rows it expands to (a failed request is one row).
+    rows: int
+    request_ids: str
+    payload: bytes
+
+    def values(self) -> dict[str, Any]:
+        """The row as a mapping of column names to values."""
+        return {
+            "time_min": self.time_min,
+            "time_max": self.time_max,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "stage": self.stage,
+            "rows": self.rows,
+            "request_ids": self.request_ids,
+            "payload": self.payload,
+        }
+
+
+#: What the log buffers: one row (an event, a mapping, a tuple) or a packed batch.
+Item = PredictionEvent | dict[str, Any] | Row | LogBatch
+
+
 #: The store's file in a project (or the working folder outside one) when none is given.
 DEFAULT_STORE_FILE = "monitor.db"
 
@@ -265,9 +318,9 @@ class PredictionLog:
     engine
         From :func:`connect`.
     capacity
-        Most events held while the store is behind; older ones are dropped beyond it.
+        Most rows held while the store is behind; older ones are dropped beyond it.
     batch_size
-        Most events per insert.
+        Most rows per insert (a packed batch is never split).
     flush_interval
         Seconds the writer waits for more events before writing a partial batch.
     max_attempts
@@ -288,7 +341,8 @@ class PredictionLog:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_attempts = max_attempts
-        self._buffer: deque[PredictionEvent | dict[str, Any] | Row] = deque()
+        self._buffer: deque[Item] = deque()
+        self._held = 0  # rows in the buffer
         self._lock = threading.Condition()
         self._stop = False
         self.dropped = 0
@@ -299,26 +353,26 @@ class PredictionLog:
         )
         self._thread.start()
 
-    def record(self, events: Iterable[PredictionEvent | dict[str, Any] | Row]) -> None:
+    def record(self, events: Iterable[Item]) -> None:
         """Queue ``events`` for writing; never blocks.
 
-        An event is a :class:`PredictionEvent`, a ``predictions`` row as a mapping, or a
-        tuple of values in :data:`PREDICTION_COLUMNS` order (the cheapest).
+        An event is a :class:`PredictionEvent`, a ``predictions`` row as a mapping, a
+        tuple of values in :data:`PREDICTION_COLUMNS` order, or many rows packed as one
+        :class:`LogBatch` (the cheapest, by far).
         """
         with self._lock:
-            self._buffer.extend(events)
-            overflow = len(self._buffer) - self.capacity
-            for _ in range(max(overflow, 0)):
-                self._buffer.popleft()
-            self.dropped += max(overflow, 0)
-            if len(self._buffer) >= self.batch_size:
+            for event in events:
+                self._buffer.append(event)
+                self._held += _weight(event)
+            self._drop_overflow()
+            if self._held >= self.batch_size:
                 self._lock.notify()
 
     @property
     def pending(self) -> int:
-        """Events waiting to be written."""
+        """Rows waiting to be written."""
         with self._lock:
-            return len(self._buffer)
+            return self._held
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the buffer is written (or ``timeout`` passes); ``True`` if empty."""
@@ -343,6 +397,24 @@ class PredictionLog:
 
     _writing = False
 
+    def _drop_overflow(self) -> None:
+        """Drop the oldest items while more than ``capacity`` rows are held (lock held)."""
+        while self._held > self.capacity and self._buffer:
+            weight = _weight(self._buffer.popleft())
+            self._held -= weight
+            self.dropped += weight
+
+    def _take(self) -> list[Item]:
+        """Up to ``batch_size`` rows' worth of items, oldest first (lock held)."""
+        batch: list[Item] = []
+        rows = 0
+        while self._buffer and (not batch or rows + _weight(self._buffer[0]) <= self.batch_size):
+            item = self._buffer.popleft()
+            batch.append(item)
+            rows += _weight(item)
+        self._held -= rows
+        return batch
+
     def _run(self) -> None:
         backoff = 0.05
         attempts = 0
@@ -352,57 +424,68 @@ class PredictionLog:
                     self._lock.wait(self.flush_interval)
                 if self._stop and not self._buffer:
                     return
-                batch = [
-                    self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))
-                ]
+                batch = self._take()
                 self._writing = bool(batch)
             if not batch:
                 continue
+            rows = sum(_weight(e) for e in batch)
             try:
                 self._insert(batch)
             except Exception as exc:  # the store is down or slow: keep serving
                 self.failures += 1
                 attempts += 1
-                log.warning("prediction log: writing %d events failed: %s", len(batch), exc)
+                log.warning("prediction log: writing %d rows failed: %s", rows, exc)
                 if attempts >= self.max_attempts or self._stop:
                     with self._lock:
-                        self.dropped += len(batch)
+                        self.dropped += rows
                     attempts = 0
                 else:
                     self._requeue(batch)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             else:
-                self.written += len(batch)
+                self.written += rows
                 attempts = 0
                 backoff = 0.05
             finally:
                 self._writing = False
 
-    def _insert(self, batch: list[PredictionEvent | dict[str, Any] | Row]) -> None:
-        rows = [_as_tuple(e) for e in batch]
+    def _insert(self, batch: list[Item]) -> None:
+        packed = [e.values() for e in batch if isinstance(e, LogBatch)]
+        rows = [_as_tuple(e) for e in batch if not isinstance(e, LogBatch)]
         with self.engine.begin() as conn:
-            if self.engine.dialect.name == "sqlite":  # straight to sqlite3's executemany
-                conn.exec_driver_sql(_SQLITE_INSERT, rows)
-            else:
-                conn.execute(
-                    PREDICTIONS.insert(),
-                    [dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in rows],
-                )
+            if packed:
+                conn.execute(PREDICTION_BATCHES.insert(), packed)
+            insert_rows(conn, rows)
 
-    def _requeue(self, batch: list[PredictionEvent | dict[str, Any] | Row]) -> None:
+    def _requeue(self, batch: list[Item]) -> None:
         with self._lock:
             self._buffer.extendleft(reversed(batch))
-            overflow = len(self._buffer) - self.capacity
-            for _ in range(max(overflow, 0)):
-                self._buffer.popleft()
-            self.dropped += max(overflow, 0)
+            self._held += sum(_weight(e) for e in batch)
+            self._drop_overflow()
+
+
+def insert_rows(conn: sa.Connection, rows: Sequence[Row]) -> None:
+    """Insert ``predictions`` rows given as tuples in :data:`PREDICTION_COLUMNS` order."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":  # straight to sqlite3's executemany
+        conn.exec_driver_sql(_SQLITE_INSERT, list(rows))
+    else:
+        conn.execute(
+            PREDICTIONS.insert(), [dict(zip(PREDICTION_COLUMNS, r, strict=True)) for r in rows]
+        )
 
 
 _SQLITE_INSERT = (
     f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in PREDICTION_COLUMNS)})"
 )
+
+
+def _weight(item: Item) -> int:
+    """The rows an item stands for."""
+    return item.rows if isinstance(item, LogBatch) else 1
 
 
 def _as_tuple(event: PredictionEvent | dict[str, Any] | Row) -> Row:

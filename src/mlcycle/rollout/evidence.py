@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from mlcycle.monitor.log_batches import expand_batches
 from mlcycle.monitor.store import FEEDBACK, PREDICTIONS
 
 __all__ = ["ArmSample", "Evidence", "ShadowSample", "gather"]
@@ -152,6 +153,7 @@ def gather(
         The champion's and challenger's samples (empty when an arm logged nothing).
     """
     other = SHADOW if shadow else CHALLENGER
+    expand_batches(engine)
     p = PREDICTIONS
     window = [*_window(p, model_name, since, until), p.c.arm.in_((CHAMPION, other))]
     if champion_version is not None:
