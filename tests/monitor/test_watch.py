@@ -63,6 +63,28 @@ def test_a_rise_in_the_error_stream_raises_a_concept_drift_alarm() -> None:
     assert "concept drift" in concept[0].message
 
 
+def test_a_row_stream_detector_sees_a_sample_within_its_rate_and_still_detects_a_change() -> None:
+    detectors = [{"metric": "confidence", "max_rate": 100.0, "severity": "info"}]
+    w, _ = watchers(MonitorSettings(detectors=detectors))
+    now = [0.0]
+    w.clock = lambda: now[0]
+    adwin = w.detectors[0][1]
+    rng = np.random.default_rng(1)
+    for _ in range(10):  # 5,000 rows a second for 1 s, handed over every 0.1 s
+        w.on_rows(rng.normal(0.9, 0.03, 500), latency_ms=2.0)
+        now[0] += 0.1
+    # A second's budget at first, then 100 a second (less a rounding of the clock).
+    assert 189 <= adwin.width <= 190
+    assert not w.alarms
+    for _ in range(30):  # confidence falls from 0.9 to 0.7
+        w.on_rows(rng.normal(0.7, 0.03, 500), latency_ms=2.0)
+        now[0] += 0.1
+    assert [a.name for a in w.alarms] == ["adwin:confidence"]
+    every, _ = watchers(MonitorSettings(detectors=[{"metric": "confidence", "max_rate": 0}]))
+    every.on_rows(rng.normal(0.9, 0.03, 500), latency_ms=2.0)
+    assert every.detectors[0][1].width == 500
+
+
 def test_online_quality_is_compared_with_the_offline_evaluation() -> None:
     offline = {"accuracy": 0.95, "precision_macro": 0.94, "recall_macro": 0.94, "f1_macro": 0.94}
     w, registry = watchers(MonitorSettings(), offline)

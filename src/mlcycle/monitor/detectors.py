@@ -421,6 +421,12 @@ class DetectorSettings:
       raises at most one false alarm in 100,000 requests.
       Scale ``delta`` and ``threshold`` with the stream's standard deviation for
       other metrics.
+    * A detector of a per-row stream (``confidence``, ``low_confidence``) sees at most
+      ``max_rate`` values a second, 1,000: beyond that a uniform random sample of the
+      rows. A sample of an unchanged stream is as unchanged as the stream, and a change
+      of its mean shows in the sample a few hundred values after it happens, so at a
+      high request rate it is detected within a second or so all the same; feeding
+      every row would cost more CPU than the rest of the monitor's per-row work.
     """
 
     # The metric fed to the detector, e.g. "error", "latency_ms", "input.age".
@@ -440,10 +446,17 @@ class DetectorSettings:
     mode: str = "up"
     # Severity of the alarm a detection raises.
     severity: str = "warning"
+    # Per-row streams: most values a second the detector sees (a uniform sample beyond
+    # that); 0: every row.
+    max_rate: float = 1000.0
 
     def __post_init__(self) -> None:
         if not self.metric:
             raise ConfigError("a detector needs a metric (e.g. metric: error)")
+        if not self.max_rate >= 0:
+            raise ConfigError(
+                f"detector max_rate must be >= 0 values a second (0: all), not {self.max_rate!r}"
+            )
         if self.method not in DETECTOR_METHODS:
             raise ConfigError(
                 f"detector method must be one of {DETECTOR_METHODS}, not {self.method!r}"

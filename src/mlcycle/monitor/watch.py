@@ -19,7 +19,8 @@ detector's alarm is ``concept_drift``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -117,6 +118,8 @@ class MonitorWatchers:
         Where quality gauges and alarm counts go (``MonitorMetrics``).
     settings
         The monitor settings (window size, low-confidence threshold).
+    clock
+        Seconds, for the detectors' rate limits (tests pass their own).
     """
 
     def __init__(
@@ -126,6 +129,7 @@ class MonitorWatchers:
         model: ModelFacts,
         metrics: Any,
         settings: MonitorSettings,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.manager = manager
         self.detectors = [(d, make_detector(d)) for d in detectors]
@@ -135,6 +139,9 @@ class MonitorWatchers:
         self.quality = QualityWindow(settings.window.size, model.classes)
         self.offline = model.offline_quality
         self.alarms: list[Alarm] = []
+        self.clock = clock
+        self._budgets: dict[int, tuple[float, float]] = {}  # detector: (time, values left)
+        self._rng = np.random.default_rng()
 
     def on_window(self, result: WindowResult) -> None:
         """Give every metric of the window to the alarm rules."""
@@ -147,18 +154,35 @@ class MonitorWatchers:
                 )
 
     def on_rows(self, confidence: np.ndarray[Any, Any], latency_ms: float) -> None:
-        """Feed the row and request streams to their detectors."""
+        """Feed the row and request streams to their detectors (per-row streams sampled
+        down to each detector's ``max_rate``)."""
         ok = confidence[np.isfinite(confidence)]
-        for d, detector in self.detectors:
+        for k, (d, detector) in enumerate(self.detectors):
             if d.metric == "confidence":
-                values = ok.tolist()
+                values = self._sample(k, d, ok).tolist()
             elif d.metric == "low_confidence":
-                values = (ok < self.low_confidence).astype(float).tolist()
+                values = (self._sample(k, d, ok) < self.low_confidence).astype(float).tolist()
             elif d.metric == "latency_ms":
                 values = [latency_ms]
             else:
                 continue
             self._feed(d, detector, values)
+
+    def _sample(
+        self, k: int, d: DetectorSettings, values: np.ndarray[Any, Any]
+    ) -> np.ndarray[Any, Any]:
+        """``values``, or a uniform random sample of them (in order) that keeps detector
+        ``k`` within ``max_rate`` values a second (a budget of up to a second's worth)."""
+        if d.max_rate <= 0:
+            return values
+        now = self.clock()
+        last, budget = self._budgets.get(k, (now, d.max_rate))
+        budget = min(d.max_rate, budget + (now - last) * d.max_rate)
+        take = min(len(values), int(budget))
+        self._budgets[k] = (now, budget - take)
+        if take == len(values):
+            return values
+        return values[np.sort(self._rng.choice(len(values), take, replace=False))]
 
     def on_feedback(self, pairs: Sequence[tuple[str, str]], now: float) -> None:
         """Update online quality, compare it with the offline one, feed the error stream."""
