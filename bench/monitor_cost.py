@@ -116,7 +116,8 @@ def child(args: argparse.Namespace, stage: str) -> None:
 
     import numpy as np
 
-    from mlcycle.monitor.service import _pack, _unpack
+    from mlcycle.monitor.handover import message_of
+    from mlcycle.monitor.service import _unpack
 
     chunks, batch, rows = args.chunks, args.batch, args.rows
     monitor, _, facts, x = quiet_monitor(args, stage)
@@ -136,8 +137,13 @@ def child(args: argparse.Namespace, stage: str) -> None:
     queued = [[queued_request(c, i) for i in range(batch)] for c in range(chunks)]
     if stage == "build":  # the worker's own work: not monitoring
         return
+    # The detectors' rate limits run on the time of the messages as the server sends
+    # them (one every --batch / --rate seconds), not on this process's (slowed) clock.
+    sent = [0.0]
+    monitor.watchers.clock = lambda: sent[0]
     for items in queued:
-        message = pickle.loads(ForkingPickler.dumps(_pack(items, [block])))
+        sent[0] += batch / args.rate
+        message = pickle.loads(ForkingPickler.dumps(message_of(items, [block])))
         if stage != "handover":
             _unpack(message, monitor)
             monitor._process([monitor._queue.popleft()])
@@ -176,7 +182,7 @@ def run_stage(
         "valgrind", "--tool=callgrind", "--separate-threads=yes",
         f"--callgrind-out-file={out}", sys.executable, __file__, "--child", stage,
         "--work", str(work), "--chunks", str(chunks), "--batch", str(args.batch),
-        "--rows", str(args.rows), "--evaluations", str(evaluations),
+        "--rows", str(args.rows), "--evaluations", str(evaluations), "--rate", str(args.rate),
         "--log-features", args.log_features,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}

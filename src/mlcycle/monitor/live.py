@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 import sqlalchemy as sa
 
+from mlcycle.monitor.handover import ANSWERED, Chunk, chunk_of, join_chunks, message_of
 from mlcycle.monitor.images import image_stats
 from mlcycle.monitor.log_batches import (
     BatchModel,
@@ -46,7 +47,7 @@ from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS, PredictionLog
 from mlcycle.monitor.window import RequestWindow, RowWindow
 from mlcycle.monitor.window_stats import FeatureSpec, WindowResult, feature_specs, window_metrics
 
-__all__ = ["Chunk", "LiveMonitor", "Meta", "ModelFacts", "Watchers"]
+__all__ = ["Chunk", "LiveMonitor", "ModelFacts", "Watchers"]
 
 log = logging.getLogger("mlcycle.monitor")
 
@@ -91,36 +92,6 @@ class Watchers(Protocol):
 
     def close(self) -> None:
         """Stop (flush sinks)."""
-
-
-#: One request's facts: (time, request id, latency s, status, error, arm, pipeline id,
-#: seconds since the pipeline started).
-Meta = tuple[float, str, float, int, "str | None", str, "str | None", "float | None"]
-
-
-@dataclass
-class Chunk:
-    """Requests handed over together: their facts, and their arrays joined.
-
-    ``rows[i]`` is request ``i``'s number of predicted rows (0 for a failed request);
-    ``inputs`` (per model input) and ``proba`` hold the rows of the answered requests,
-    in order.
-    """
-
-    meta: list[Meta]
-    rows: list[int]
-    inputs: dict[str, np.ndarray[Any, Any]]
-    proba: np.ndarray[Any, Any] | None
-
-    @property
-    def row_count(self) -> int:
-        """Predicted rows in the chunk."""
-        return sum(self.rows)
-
-
-def _weight(chunk: Chunk) -> int:
-    """What a chunk counts against the queue's capacity: its rows (a failed request: 1)."""
-    return sum(r or 1 for r in chunk.rows)
 
 
 class LiveMonitor:
@@ -228,8 +199,9 @@ class LiveMonitor:
         ``at`` is when it was answered (unix seconds; default now).
         """
         t = self.clock() if at is None else at
-        meta: Meta = (t, request_id, latency, 200, None, arm, pipeline_id, pipeline_latency)
-        self.record_chunk(Chunk([meta], [len(proba)], dict(inputs), proba))
+        request = (t, request_id, latency, ANSWERED, None, arm, pipeline_id, pipeline_latency,
+                   inputs, proba)  # fmt: skip
+        self.record_chunk(chunk_of(message_of([request], list(inputs))))
 
     def record_error(
         self,
@@ -245,15 +217,16 @@ class LiveMonitor:
     ) -> None:
         """Queue a failed request (no prediction): its status, error and latency (s)."""
         t = self.clock() if at is None else at
-        meta: Meta = (t, request_id, latency, status, error, arm, pipeline_id, pipeline_latency)
-        self.record_chunk(Chunk([meta], [0], {}, None))
+        request = (t, request_id, latency, status, error, arm, pipeline_id, pipeline_latency,
+                   None, None)  # fmt: skip
+        self.record_chunk(chunk_of(message_of([request], [])))
 
     def record_chunk(self, chunk: Chunk) -> None:
         """Queue many requests at once (what a server worker hands over)."""
         if self._queued >= self.capacity:
-            self.dropped += max(chunk.row_count, len(chunk.meta))
+            self.dropped += chunk.weight
             return
-        self._queued += _weight(chunk)
+        self._queued += chunk.weight
         self._queue.append(chunk)
 
     # -- control ------------------------------------------------------------------------
@@ -351,7 +324,7 @@ class LiveMonitor:
         last_process = last_feedback = last_expand = 0.0
         while not self._stop.is_set():
             items = [self._queue.popleft() for _ in range(len(self._queue))]
-            self._queued -= sum(_weight(c) for c in items)
+            self._queued -= sum(c.weight for c in items)
             now = self.clock()
             try:
                 if items:
@@ -379,38 +352,30 @@ class LiveMonitor:
                 self._stop.wait(0.1)
 
     def _process(self, chunks: list[Chunk]) -> None:
-        meta = [m for c in chunks for m in c.meta]
-        counts = np.array([r for c in chunks for r in c.rows], dtype=np.int64)
-        times, rids, latency, status, errors, arms, pipelines, since = zip(*meta, strict=True)
-        self.requests.add(
-            np.array(times, dtype=np.float64),
-            np.array(latency, dtype=np.float64),
-            np.array(status) >= 400,
-            np.array([np.nan if x is None else x for x in since], dtype=np.float64),
-        )
-        if len(set(arms)) > 1 or arms[0] != "champion":
-            self._rollout_seen = times[-1]
-        answered = [c for c in chunks if c.proba is not None and len(c.proba)]
-        rows = int(counts.sum())
-        if answered:
-            proba = np.concatenate([c.proba for c in answered if c.proba is not None])
-            numeric, categorical = self._columns(answered, rows)
-            self._answered(proba, numeric, categorical, counts, times, latency)
+        c = join_chunks(chunks)
+        self.requests.add(c.times, c.latency, c.status >= 400, c.pipeline_latency)
+        if c.arms.count("champion") != len(c):
+            self._rollout_seen = float(c.times[-1])
+        rows = c.row_count
+        if c.proba is not None and rows:
+            proba = c.proba
+            numeric, categorical = self._columns(c.inputs, rows)
+            self._answered(proba, numeric, categorical, c.rows, c.times, c.latency)
         else:
             proba = np.empty((0, len(self.model.classes)), np.float32)
             numeric = np.empty((0, len(self.numeric_names)), np.float64)
             categorical = np.empty((0, len(self.categorical_names)), object)
         if self.log is None:
             return
-        failed = [
-            f"{code}: {error}" if n == 0 else None
-            for code, error, n in zip(status, errors, counts.tolist(), strict=True)
-        ]
+        errors: list[str | None] = [None] * len(c)
+        for i in np.flatnonzero(c.rows == 0).tolist():
+            errors[i] = f"{c.status[i]}: {c.errors[i]}"
         self.log.record([
             pack_batch(
-                self._batch_model, times=times, request_ids=rids, latency_s=latency,
-                errors=failed, arms=arms, pipeline_ids=pipelines, counts=counts,
-                keep=self._keep(rows), numeric=numeric, categorical=categorical, proba=proba,
+                self._batch_model, times=c.times, request_ids=c.request_ids,
+                latency_s=c.latency, errors=errors, arms=c.arms, pipeline_ids=c.pipeline_ids,
+                counts=c.rows, keep=self._keep(rows), numeric=numeric,
+                categorical=categorical, proba=proba,
             )
         ])  # fmt: skip
 
@@ -420,30 +385,27 @@ class LiveMonitor:
         numeric: np.ndarray[Any, Any],
         categorical: np.ndarray[Any, Any],
         counts: np.ndarray[Any, Any],
-        times: tuple[float, ...],
-        latency: tuple[float, ...],
+        times: np.ndarray[Any, Any],
+        latency: np.ndarray[Any, Any],
     ) -> None:
         finite, predicted, confidence = predicted_labels(proba)
         owner = np.repeat(np.arange(len(counts)), counts)  # the request of every row
-        row_times = np.asarray(times, dtype=np.float64)[owner]
-        self.rows.add(row_times, numeric, categorical, predicted, confidence)
+        self.rows.add(times[owner], numeric, categorical, predicted, confidence)
         self._rows_since += len(proba)
         shares = np.bincount(predicted[finite], minlength=len(self.model.classes))
         self.metrics.count_classes(
             {c: n for c, n in zip(self.model.classes, shares.tolist(), strict=True) if n}
         )
         if self.watchers is not None:
-            ok_latency = np.asarray(latency)[counts > 0]
-            self.watchers.on_rows(confidence, float(ok_latency.mean()) * 1000)
+            self.watchers.on_rows(confidence, float(latency[counts > 0].mean()) * 1000)
 
     def _columns(
-        self, chunks: list[Chunk], rows: int
+        self, inputs: dict[str, np.ndarray[Any, Any]], rows: int
     ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
         num: list[np.ndarray[Any, Any]] = []
         cat: list[np.ndarray[Any, Any]] = []
         for block, numeric, _ in self.model.blocks:
-            parts = [c.inputs[block] for c in chunks]
-            joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            joined = inputs[block]
             if joined.ndim > 2:  # images: their brightness and contrast, not their pixels
                 joined = image_stats(joined)
             (num if numeric else cat).append(joined.reshape(rows, -1))

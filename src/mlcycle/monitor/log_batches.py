@@ -70,9 +70,9 @@ class BatchModel:
 def pack_batch(
     model: BatchModel,
     *,
-    times: Sequence[float],
+    times: Sequence[float] | np.ndarray[Any, Any],
     request_ids: Sequence[str],
-    latency_s: Sequence[float],
+    latency_s: Sequence[float] | np.ndarray[Any, Any],
     errors: Sequence[str | None],
     arms: Sequence[str],
     pipeline_ids: Sequence[str | None],
@@ -122,10 +122,10 @@ def pack_batch(
         "numeric": np.asarray(numeric[kept], dtype=np.float32),
         "proba": np.asarray(proba, dtype=np.float32),
     }
-    first, last = (min(times), max(times)) if len(times) else (0.0, 0.0)
+    stamps = arrays["time"]
     return LogBatch(
-        time_min=float(first),
-        time_max=float(last),
+        time_min=float(stamps.min()) if len(stamps) else 0.0,
+        time_max=float(stamps.max()) if len(stamps) else 0.0,
         model_name=model.name,
         model_version=model.version,
         stage=model.stage,
@@ -137,9 +137,10 @@ def pack_batch(
 
 def _one_or_all(values: Sequence[Any]) -> Any:
     """``{"all": v}`` when every value is ``v`` (the usual case), else the list."""
-    if values and all(v == values[0] for v in values):
+    values = list(values)
+    if values and values.count(values[0]) == len(values):
         return {"all": values[0]}
-    return list(values)
+    return values
 
 
 def _each(value: Any, n: int) -> list[Any]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from mlcycle.monitor.handover import chunk_of, message_of
 from mlcycle.monitor.images import image_stats
 from mlcycle.monitor.live import ModelFacts
 from mlcycle.monitor.settings import MonitorSettings
@@ -83,6 +84,7 @@ class MonitorClient:
         self._queue: deque[tuple[Any, ...]] = deque()
         self._queued = 0  # rows in the queue (a failed request counts 1): what is bounded
         self._blocks = [b for b, _, _ in model.blocks]
+        self._images: tuple[str, ...] | None = None  # the inputs that are images
         # A fresh interpreter (``python -m mlcycle.monitor.service``) on two socket pairs:
         # unlike multiprocessing's spawn it does not re-import the caller's __main__.
         data_parent, data_child = socket.socketpair()
@@ -126,7 +128,9 @@ class MonitorClient:
             self._drop(len(proba))
             return
         self._queued += len(proba)
-        if any(a.ndim > 2 for a in inputs.values()):  # images: send 2 numbers, not pixels
+        if self._images is None:  # the first request says which inputs are images
+            self._images = tuple(k for k, a in inputs.items() if a.ndim > 2)
+        if self._images:  # send 2 numbers per image, not its pixels
             inputs = {k: image_stats(a) if a.ndim > 2 else a for k, a in inputs.items()}
         self._queue.append(
             (time.time(), request_id, latency, 200, None, arm, pipeline_id, pipeline_latency,
@@ -209,6 +213,16 @@ class MonitorClient:
 
     # -- the sender ---------------------------------------------------------------------
 
+    def _send(self, message: dict[str, Any], weight: int) -> None:
+        try:
+            self._data.send(message)
+            self._sent += 1
+        except (OSError, ValueError) as exc:  # the monitor process is gone
+            if not self._broken:
+                log.error("monitor: the monitor process is gone (%s); not monitoring", exc)
+            self._broken = True
+            self._drop(weight)
+
     def _send_loop(self) -> None:
         while not self._stop.is_set() or self._queue:
             if not self._queue:
@@ -216,33 +230,19 @@ class MonitorClient:
                 continue
             self._sending = True
             items = [self._queue.popleft() for _ in range(len(self._queue))]
-            self._queued -= sum(1 if i[9] is None else len(i[9]) for i in items)
+            weight = len(items)  # rows, a failed request counting 1 (known once packed)
             try:
-                self._data.send(_pack(items, self._blocks))
-                self._sent += 1
-            except (OSError, ValueError) as exc:  # the monitor process is gone
-                if not self._broken:
-                    log.error("monitor: the monitor process is gone (%s); not monitoring", exc)
-                self._broken = True
-                self._drop(sum(1 if i[9] is None else len(i[9]) for i in items))
+                message = message_of(items, self._blocks)
+                weight = int(np.maximum(message["rows"], 1).sum())
+                self._send(message, weight)
             except Exception:
-                log.exception("monitor: sending %d requests failed", len(items))
-                self._drop(sum(1 if i[9] is None else len(i[9]) for i in items))
+                log.exception("monitor: packing %d requests failed", len(items))
+                self._drop(weight)
             finally:
+                self._queued -= weight
                 self._sending = False
             if not self._stop.is_set():
                 time.sleep(_SEND_EVERY)
-
-
-def _pack(items: list[tuple[Any, ...]], blocks: Sequence[str]) -> dict[str, Any]:
-    """Many requests as one message: their metadata as lists, their arrays joined."""
-    ok = [i for i in items if i[9] is not None]
-    return {
-        "meta": [i[:8] for i in items],
-        "rows": [0 if i[9] is None else len(i[9]) for i in items],
-        "inputs": {b: np.concatenate([i[8][b] for i in ok]) for b in blocks} if ok else {},
-        "proba": np.concatenate([i[9] for i in ok]) if ok else None,
-    }
 
 
 # -- the monitor process ---------------------------------------------------------------
@@ -378,16 +378,7 @@ def _yield_to_serving() -> None:  # pragma: no cover - runs in the monitor proce
 
 
 def _unpack(message: dict[str, Any], monitor: Any) -> None:
-    from mlcycle.monitor.live import Chunk
-
-    monitor.record_chunk(
-        Chunk(
-            [tuple(m) for m in message["meta"]],
-            message["rows"],
-            message["inputs"],
-            message["proba"],
-        )
-    )
+    monitor.record_chunk(chunk_of(message))
 
 
 if __name__ == "__main__":  # pragma: no cover - the monitor process
