@@ -281,12 +281,16 @@ def server_command(config: str, bundle: Path, port: int) -> tuple[list[str], dic
     extra = ["--workers", workers] if workers != "1" else []
     if kind in ("mlcycle", "mlcycle_nomon", "mlcycle_canary"):
         cmd = [sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle)]
+        # The prediction log expanded at once, not a minute later: otherwise the work of
+        # one configuration's measurement would land in another's (all servers stay up),
+        # and the ratios would show a burst, not a sustained load.
+        overrides = ["serve.monitor.expand_after=0"]
         if kind == "mlcycle_nomon":
             cmd.append("--no-monitor")
         if kind == "mlcycle_canary":
             env["MLCYCLE_ADMIN_TOKEN"] = CANARY_TOKEN
             cmd += ["--monitor-store", str(bundle.parent / f"canary-{port}.db")]
-        return [*cmd, "--port", str(port), *extra], env
+        return [*cmd, "--port", str(port), *extra, *overrides], env
     env["MLCYCLE_BENCH_BUNDLE"] = str(bundle)
     cmd = [sys.executable, "-m", "uvicorn", "bench.reference_server:app", "--app-dir", str(ROOT)]
     return [*cmd, "--host", HOST, "--port", str(port), *extra, *extra_flags], env

@@ -164,10 +164,11 @@ def test_a_damaged_batch_is_named_and_nothing_is_lost(tmp_path: Path) -> None:
 
 
 def test_a_payload_holds_numeric_arrays_only(tmp_path: Path) -> None:
-    payload = batch(["r1"], [1]).payload
+    packed = batch(["r1"], [1])
+    payload = packed.payload
     assert b'"<f4"' in payload
     with pytest.raises(StoreError, match="unsupported type '\\|V4'"):
-        decode_batch(payload.replace(b'"<f4"', b'"|V4"', 1), 7)
+        decode_batch(payload.replace(b'"<f4"', b'"|V4"', 1), packed.request_ids, 7)
 
 
 def test_the_log_counts_a_batch_as_its_rows_and_writes_it_as_one_row(tmp_path: Path) -> None:

@@ -83,8 +83,8 @@ def message_of(requests: Sequence[Request], blocks: Sequence[str]) -> dict[str, 
     >>> p = np.array([[0.2, 0.8]], np.float32)
     >>> m = message_of([(1.0, "a", 0.1, 200, None, "champion", None, None, {"x": x}, p),
     ...                 (2.0, "b", 0.2, 422, "bad", "champion", None, None, None, None)], ["x"])
-    >>> m["request_ids"], m["arms"], m["errors"], m["rows"].tolist(), m["proba"].shape
-    (['a', 'b'], 'champion', [None, 'bad'], [1, 0], (1, 2))
+    >>> m["request_ids"].splitlines(), m["arms"], m["errors"], m["rows"].tolist()
+    (['a', 'b'], 'champion', [None, 'bad'], [1, 0])
     """
     n = len(requests)
     times, ids, latency, status, errors, arms, pipelines, since, inputs, proba = zip(
@@ -99,7 +99,8 @@ def message_of(requests: Sequence[Request], blocks: Sequence[str]) -> dict[str, 
         answered_proba = tuple(p for p in proba if p is not None)
     return {
         "times": np.array(times, np.float64),
-        "request_ids": list(ids),
+        # One string, one line per id (ids are printable): far cheaper to pickle than a list.
+        "request_ids": "\n".join(ids),
         "latency": np.array(latency, np.float64),
         "status": np.array(status, np.int64),
         "errors": None if errors.count(None) == n else list(errors),
@@ -118,12 +119,13 @@ def message_of(requests: Sequence[Request], blocks: Sequence[str]) -> dict[str, 
 
 def chunk_of(message: dict[str, Any]) -> Chunk:
     """The :class:`Chunk` a message (:func:`message_of`) describes."""
-    n = len(message["request_ids"])
+    ids = message["request_ids"].split("\n")
+    n = len(ids)
     arms, errors, pipelines = message["arms"], message["errors"], message["pipeline_ids"]
     since = message["pipeline_latency"]
     return Chunk(
         times=message["times"],
-        request_ids=message["request_ids"],
+        request_ids=ids,
         latency=message["latency"],
         status=message["status"],
         errors=[None] * n if errors is None else errors,

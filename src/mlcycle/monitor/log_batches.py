@@ -108,7 +108,6 @@ def pack_batch(
         "numeric_names": list(model.numeric_names),
         "categorical_names": list(model.categorical_names),
         "classes": list(model.classes),
-        "request_ids": list(request_ids),
         "arms": _one_or_all(arms),
         "pipeline_ids": _one_or_all(pipeline_ids),
         "errors": _one_or_all(errors),
@@ -182,19 +181,19 @@ class DecodedBatch:
     proba: np.ndarray[Any, Any]
 
 
-def decode_batch(payload: bytes, batch_id: int | None = None) -> DecodedBatch:
-    """The contents of a batch's payload; :class:`StoreError` if it is not one.
+def decode_batch(payload: bytes, request_ids: str, batch_id: int | None = None) -> DecodedBatch:
+    """The contents of a batch; :class:`StoreError` if it is not one.
 
     Parameters
     ----------
-    payload
-        The ``prediction_batches.payload`` value.
+    payload, request_ids
+        The ``prediction_batches.payload`` and ``request_ids`` values.
     batch_id
         Its row id, named in the error.
     """
     where = f"prediction batch {batch_id}" if batch_id is not None else "a prediction batch"
     try:
-        return _decode(payload)
+        return _decode(payload, request_ids.split("\n"))
     except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
         raise StoreError(
             f"{where} in the monitoring store cannot be read ({exc}); it was not written by "
@@ -203,7 +202,7 @@ def decode_batch(payload: bytes, batch_id: int | None = None) -> DecodedBatch:
         ) from exc
 
 
-def _decode(payload: bytes) -> DecodedBatch:
+def _decode(payload: bytes, request_ids: list[str]) -> DecodedBatch:
     if not payload.startswith(_MAGIC):
         raise ValueError("it does not start with the batch marker")
     start = len(_MAGIC) + _HEAD.size
@@ -219,7 +218,7 @@ def _decode(payload: bytes) -> DecodedBatch:
         if offset < 0 or offset + size > len(body):
             raise ValueError(f"array {name!r} runs past the end of the payload")
         arrays[name] = np.frombuffer(body[offset : offset + size], dtype=kind).reshape(shape)
-    n = len(header["request_ids"])
+    n = len(request_ids)
     counts = arrays["counts"]
     if not len(arrays["time"]) == len(arrays["latency_ms"]) == len(counts) == n:
         raise ValueError("its per-request columns differ in length")
@@ -230,7 +229,7 @@ def _decode(payload: bytes) -> DecodedBatch:
         numeric_names=list(header["numeric_names"]),
         categorical_names=list(header["categorical_names"]),
         classes=[str(c) for c in header["classes"]],
-        request_ids=[str(r) for r in header["request_ids"]],
+        request_ids=request_ids,
         arms=_each(header["arms"], n),
         pipeline_ids=_each(header["pipeline_ids"], n),
         errors=_each(header["errors"], n),
@@ -330,7 +329,9 @@ def expand_batches(
         taking = (
             sa.delete(B)
             .where(B.c.id.in_(oldest.scalar_subquery()))
-            .returning(B.c.id, B.c.model_name, B.c.model_version, B.c.stage, B.c.payload)
+            .returning(
+                B.c.id, B.c.model_name, B.c.model_version, B.c.stage, B.c.payload, B.c.request_ids
+            )
         )
         with engine.begin() as conn:
             taken = sorted(conn.execute(taking).all())
@@ -338,8 +339,8 @@ def expand_batches(
                 break
             rows = [
                 row
-                for bid, name, version, stage, payload in taken
-                for row in batch_rows(decode_batch(payload, bid), name, version, stage)
+                for bid, name, version, stage, payload, ids in taken
+                for row in batch_rows(decode_batch(payload, ids, bid), name, version, stage)
             ]
             insert_rows(conn, rows)
         written += len(rows)
@@ -423,9 +424,9 @@ def find_in_batches(
     query = sa.select(B.c.id, B.c.request_ids)
     if model_version is not None:
         query = query.where(B.c.model_version == model_version)
-    hits = [bid for bid, ids in conn.execute(query) if not wanted.isdisjoint(ids.split("\n"))]
+    hits = {bid: ids for bid, ids in conn.execute(query) if not wanted.isdisjoint(ids.split("\n"))}
     for bid, payload in conn.execute(sa.select(B.c.id, B.c.payload).where(B.c.id.in_(hits))):
-        batch = decode_batch(payload, bid)
+        batch = decode_batch(payload, hits[bid], bid)
         finite, predicted, _ = predicted_labels(batch.proba)
         starts = np.cumsum(batch.counts) - batch.counts
         for i, rid in enumerate(batch.request_ids):
