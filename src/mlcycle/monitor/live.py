@@ -198,6 +198,9 @@ class LiveMonitor:
         ``pipeline_latency`` is the time since its pipeline started (a pipeline stage);
         ``at`` is when it was answered (unix seconds; default now).
         """
+        if self._queued >= self.capacity:  # full: a count, not a message built and dropped
+            self.dropped += len(proba)
+            return
         t = self.clock() if at is None else at
         request = (t, request_id, latency, ANSWERED, None, arm, pipeline_id, pipeline_latency,
                    inputs, proba)  # fmt: skip
@@ -216,6 +219,9 @@ class LiveMonitor:
         at: float | None = None,
     ) -> None:
         """Queue a failed request (no prediction): its status, error and latency (s)."""
+        if self._queued >= self.capacity:
+            self.dropped += 1
+            return
         t = self.clock() if at is None else at
         request = (t, request_id, latency, status, error, arm, pipeline_id, pipeline_latency,
                    None, None)  # fmt: skip
