@@ -49,7 +49,7 @@ PLAIN_COMMANDS: dict[str, str] = {
     "rollout": "roll a challenger out on a running server: shadow, blue/green or canary",
     "predict": "score a CSV or Parquet file in streaming chunks (or on Ray) with a model",
     "drift": "data drift between a reference and a current file (CSV or Parquet)",
-    "monitor": "list and acknowledge alarms, write monitoring reports (HTML + JSON)",
+    "monitor": "list and acknowledge alarms, write monitoring reports, expand the prediction log",
     "feedback": "import ground-truth labels for logged predictions from a CSV file",
     "retrain": "retrain on labelled feedback; a model that beats the champion becomes challenger",
     "automation": "calibrate the confidence threshold; show or set a server's automation mode",
