@@ -1,4 +1,4 @@
-"""The prediction log's packed batches: round trip, expansion exactly once, look-ups,
+"""The prediction log's packed batches: round trip, expansion exactly once,
 ``mlcycle monitor expand``."""
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from mlcycle.monitor.log_batches import (
     backlog,
     decode_batch,
     expand_batches,
-    find_in_batches,
-    logged_labels,
     pack_batch,
 )
 from mlcycle.monitor.store import (
@@ -131,24 +129,6 @@ def test_concurrent_expanders_write_every_row_exactly_once(tmp_path: Path) -> No
     assert sum(totals) == 2000
     ids = [r["request_id"] for r in table_rows(engine)]
     assert len(ids) == len(set(ids)) == 2000
-
-
-def test_look_ups_find_rows_in_batches_and_in_the_table(tmp_path: Path) -> None:
-    engine = connect(tmp_path / "m.db")
-    with engine.begin() as conn:
-        conn.execute(PREDICTION_BATCHES.insert(), [batch(["r1", "r2"], [2, 0]).values()])
-        conn.execute(
-            PREDICTIONS.insert(), [PredictionEvent("t1", "iris", "2", label="no").to_row()]
-        )
-    with engine.connect() as conn:
-        assert find_in_batches(conn, ["r1", "r2", "zz"]) == {
-            ("r1", 0): "yes",
-            ("r1", 1): "yes",
-            ("r2", 0): None,
-        }
-        assert logged_labels(conn, ["r1", "t1"]) == {("r1", 0): "yes", ("r1", 1): "yes",
-                                                     ("t1", 0): "no"}  # fmt: skip
-        assert logged_labels(conn, ["r1", "t1"], model_version="2") == {("t1", 0): "no"}
 
 
 def test_a_damaged_batch_is_named_and_nothing_is_lost(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def test_a_csv_import_is_stored_and_joins_the_predictions(
     assert answer.json() == {
         "stored": 3, "replaced": 0, "unchanged": 0, "rejected": 0, "problems": [],
     }  # fmt: skip
-    expand_batches(connect(store))  # what every reader of the predictions table does first
+    expand_batches(connect(store))  # for this test's own SQL (mlcycle reads batches as they are)
     with sqlite3.connect(store) as conn:
         joined = conn.execute(
             "SELECT p.row, p.label, f.label, f.source FROM predictions p JOIN feedback f "

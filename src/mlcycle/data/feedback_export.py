@@ -44,8 +44,8 @@ import sqlalchemy as sa
 from mlcycle.data.dataset import Dataset
 from mlcycle.data.schema import Schema
 from mlcycle.exceptions import DataError, SchemaError
-from mlcycle.monitor.log_batches import expand_batches
-from mlcycle.monitor.store import FEEDBACK, PREDICTIONS
+from mlcycle.monitor.log_read import LoggedRow, rows_of_requests, snapshot
+from mlcycle.monitor.store import FEEDBACK
 from mlcycle.review.tables import REVIEWS  # also makes connect() create the reviews table
 
 if TYPE_CHECKING:
@@ -191,33 +191,30 @@ def _review_rows(conn: sa.Connection, since: float | None, model: str | None) ->
 def _feedback_rows(
     conn: sa.Connection, since: float | None, model: str | None, skipped: Counter[str]
 ) -> list[FeedbackRow]:
-    F, P = FEEDBACK, PREDICTIONS
-    on = sa.and_(P.c.request_id == F.c.request_id, P.c.row == F.c.row)
-    query = (
-        sa.select(F, P.c.id.label("pid"), P.c.features, P.c.arm, P.c.model_name, P.c.model_version)
-        .select_from(F.outerjoin(P, on))
-        .where(F.c.source != "review")
-    )
+    F = FEEDBACK
+    query = sa.select(F).where(F.c.source != "review")
     if since is not None:
         query = query.where(F.c.time >= since)
-    found: dict[int, list[Any]] = {}
-    for rec in conn.execute(query):
-        found.setdefault(int(rec.id), []).append(rec)
+    labels = list(conn.execute(query.order_by(F.c.id)))
+    logged: dict[tuple[str, int], list[tuple[int, LoggedRow]]] = {}
+    found = rows_of_requests(conn, {f.request_id for f in labels})
+    for position, p in enumerate(found):  # the table's rows by id, then the batches'
+        logged.setdefault((p.request_id, p.row), []).append((position, p))
     out = []
-    for recs in found.values():
-        preds = [r for r in recs if r.pid is not None]
+    for f in labels:
+        preds = logged.get((f.request_id, int(f.row)), [])
         if model is not None and preds:
-            preds = [r for r in preds if r.model_name == model]
+            preds = [(i, p) for i, p in preds if p.model_name == model]
             if not preds:
                 continue  # predicted by another model: not part of this export
         if not preds:
             skipped["no_prediction"] += 1
             continue
         # The prediction with features, else the champion arm's, else the first logged.
-        p = min(preds, key=lambda r: (r.features is None, r.arm != "champion", r.pid))
+        _, p = min(preds, key=lambda ip: (ip[1].features is None, ip[1].arm != "champion", ip[0]))
         out.append(
-            FeedbackRow(p.request_id, int(p.row), p.features, str(p.label), "", float(p.time),
-                        str(p.source), str(p.model_version or ""))
+            FeedbackRow(f.request_id, int(f.row), p.features, str(f.label), "", float(f.time),
+                        str(f.source), str(p.model_version or ""))
         )  # fmt: skip
     return out
 
@@ -244,8 +241,7 @@ def collect_feedback(
         Rows left out, by reason (see :data:`SKIP_REASONS`).
     """
     skipped: Counter[str] = Counter()
-    expand_batches(engine)
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:
         # A store written before the review queue existed has no reviews table.
         has_reviews = sa.inspect(conn).has_table(REVIEWS.name)
         reviews = _review_rows(conn, since, model) if has_reviews else []

@@ -45,8 +45,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from mlcycle.exceptions import DataError, MlcycleError
-from mlcycle.monitor.log_batches import expand_batches, logged_labels
-from mlcycle.monitor.store import FEEDBACK, PREDICTIONS
+from mlcycle.monitor.log_read import logged_labels, predicted_classes, rows_of_requests, snapshot
+from mlcycle.monitor.store import FEEDBACK
 
 __all__ = [
     "OVERWRITE_HINT",
@@ -705,30 +705,28 @@ def labelled_predictions(
     list of (str, str, float)
         Oldest first. Failed predictions (no label) are left out.
     """
-    expand_batches(engine)
-    p, f = PREDICTIONS, FEEDBACK
-    query = (
-        sa.select(p.c.label, f.c.label, p.c.time)
-        .join(f, sa.and_(p.c.request_id == f.c.request_id, p.c.row == f.c.row))
-        .where(p.c.label.is_not(None))
-        .order_by(p.c.time, p.c.id)
-    )
-    if since is not None:
-        query = query.where(p.c.time >= since)
-    if until is not None:
-        query = query.where(p.c.time < until)
-    if model_version is not None:
-        query = query.where(p.c.model_version == model_version)
-    if arm is not None:
-        query = query.where(p.c.arm == arm)
-    with engine.connect() as conn:
-        return [(str(a), str(b), float(t)) for a, b, t in conn.execute(query)]
+    f = FEEDBACK
+    with snapshot(engine) as conn:
+        labels = conn.execute(sa.select(f.c.request_id, f.c.row, f.c.label))
+        truth = {(rid, int(row)): str(label) for rid, row, label in labels}
+        rows = rows_of_requests(
+            conn, {rid for rid, _ in truth}, model_version=model_version, features=False
+        )
+    lo = -math.inf if since is None else since
+    hi = math.inf if until is None else until
+    found = [
+        (str(r.label), truth[(r.request_id, r.row)], float(r.time))
+        for r in rows
+        if r.label is not None
+        and (r.request_id, r.row) in truth
+        and lo <= r.time < hi
+        and (arm is None or r.arm == arm)
+    ]
+    return sorted(found, key=lambda t: t[2])  # stable: by time, then as logged
 
 
 def logged_classes(engine: sa.Engine) -> list[str]:
     """The distinct labels of the logged predictions, sorted: the classes when no bundle
     is at hand."""
-    expand_batches(engine)
-    query = sa.select(PREDICTIONS.c.label).where(PREDICTIONS.c.label.is_not(None)).distinct()
-    with engine.connect() as conn:
-        return sorted(str(v) for (v,) in conn.execute(query))
+    with snapshot(engine) as conn:
+        return predicted_classes(conn)

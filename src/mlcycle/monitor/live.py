@@ -38,10 +38,10 @@ from mlcycle.monitor.log_batches import (
     BatchModel,
     backlog,
     expand_batches,
-    logged_labels,
     pack_batch,
     predicted_labels,
 )
+from mlcycle.monitor.log_read import logged_labels
 from mlcycle.monitor.settings import MonitorSettings
 from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS, PredictionLog
 from mlcycle.monitor.window import RequestWindow, RowWindow
@@ -160,7 +160,6 @@ class LiveMonitor:
         self._queued = 0
         self._rows_since = 0
         self._last_eval = clock()
-        self._rollout_seen = float("-inf")  # when an arm other than champion last answered
         self._logged_dropped = 0
         self._logged_written = 0
         self._rng = np.random.default_rng()
@@ -360,8 +359,6 @@ class LiveMonitor:
     def _process(self, chunks: list[Chunk]) -> None:
         c = join_chunks(chunks)
         self.requests.add(c.times, c.latency, c.status >= 400, c.pipeline_latency)
-        if c.arms.count("champion") != len(c):
-            self._rollout_seen = float(c.times[-1])
         rows = c.row_count
         if c.proba is not None and rows:
             proba = c.proba
@@ -430,14 +427,13 @@ class LiveMonitor:
         return np.zeros(rows, bool)
 
     def _expand(self, now: float) -> None:
-        """Expand the log's batches once they are old enough or too many wait; all of
-        them while a rollout runs (its analysis reads the table every few seconds)."""
+        """Expand the log's batches once they are old enough or too many wait (for SQL of
+        your own: mlcycle's readers read the batches as they are)."""
         s = self.settings
         if self.engine is None:
             return
-        at_once = s.expand_after <= 0 or now - self._rollout_seen < s.expand_after
         try:
-            if at_once or backlog(self.engine) > s.expand_backlog:
+            if s.expand_after <= 0 or backlog(self.engine) > s.expand_backlog:
                 expand_batches(self.engine, max_rows=EXPAND_ROWS)
             else:
                 expand_batches(self.engine, older_than=now - s.expand_after, max_rows=EXPAND_ROWS)

@@ -1,4 +1,4 @@
-"""The prediction log's compact form: one stored row per hand-over, expanded later.
+"""The prediction log's compact form: one stored row per hand-over of the monitor.
 
 At full speed a server answers thousands of requests a second, and writing each predicted
 row as a row of the ``predictions`` table (its features as JSON text, two indexes) costs
@@ -7,18 +7,13 @@ writes what one hand-over brought — hundreds of requests — as **one** row of
 ``prediction_batches`` table: the request ids as text (so they can be looked up), and the
 times, latencies, features and probabilities as raw arrays (:func:`pack_batch`).
 
-A batch is **expanded** into ``predictions`` rows (:func:`expand_batches`) in one
-transaction that deletes it, so no row is lost or written twice, even with several
-expanding processes:
-
-* by every reader of the ``predictions`` table before it queries (reports, rollout
-  evidence, feedback export, pipeline summaries);
-* by the server's monitor in the background, once a batch is older than
-  ``serve.monitor.expand_after`` seconds or more than ``serve.monitor.expand_backlog``
-  rows wait — so at a burst of traffic the work waits for the burst to pass.
-
-``POST /feedback`` does not expand: it finds the predictions it checks in the batches
-directly (:func:`find_in_batches`).
+mlcycle's readers read the batches as they are, beside the table
+(:mod:`mlcycle.monitor.log_read`). For your own SQL, a batch can be **expanded** into
+``predictions`` rows (:func:`expand_batches`) in one transaction that deletes it, so no
+row is lost or written twice, even with several expanding processes: by
+``mlcycle monitor expand``, or by the server's monitor in the background once a batch is
+older than ``serve.monitor.expand_after`` seconds or more than
+``serve.monitor.expand_backlog`` rows wait.
 """
 
 from __future__ import annotations
@@ -33,7 +28,7 @@ import orjson
 import sqlalchemy as sa
 
 from mlcycle.monitor.encode import RowEncoder
-from mlcycle.monitor.store import PREDICTION_BATCHES, PREDICTIONS, LogBatch, StoreError, insert_rows
+from mlcycle.monitor.store import PREDICTION_BATCHES, LogBatch, StoreError, insert_rows
 
 __all__ = [
     "BatchModel",
@@ -41,8 +36,6 @@ __all__ = [
     "backlog",
     "decode_batch",
     "expand_batches",
-    "find_in_batches",
-    "logged_labels",
     "pack_batch",
     "predicted_labels",
 ]
@@ -261,18 +254,41 @@ def predicted_labels(
     return finite, predicted, confidence
 
 
-def batch_rows(batch: DecodedBatch, model_name: str, version: str, stage: str) -> list[Any]:
+def batch_rows(
+    batch: DecodedBatch,
+    model_name: str,
+    version: str,
+    stage: str,
+    *,
+    features: bool = True,
+    only: Collection[str] | None = None,
+) -> list[Any]:
     """The ``predictions`` rows of a batch, as tuples in the order of
-    :data:`~mlcycle.monitor.store.PREDICTION_COLUMNS`."""
+    :data:`~mlcycle.monitor.store.PREDICTION_COLUMNS`.
+
+    Parameters
+    ----------
+    batch
+        From :func:`decode_batch`.
+    model_name, version, stage
+        What the batch's row in ``prediction_batches`` says.
+    features
+        Whether to encode the features (``None`` in every row otherwise).
+    only
+        Only the rows of these request ids.
+    """
     encoder = RowEncoder(batch.numeric_names, batch.categorical_names, batch.classes)
     rows = len(batch.proba)
-    width = len(batch.numeric_names)
-    numeric = np.full((rows, width), np.nan, dtype=np.float32)
-    numeric[batch.keep] = batch.numeric
-    categorical = np.empty((rows, len(batch.categorical_names)), dtype=object)
-    if batch.categorical_names and batch.categorical:
-        categorical[batch.keep] = np.array(batch.categorical, dtype=object)
-    features = encoder.features(numeric, categorical, batch.keep)
+    if features:
+        width = len(batch.numeric_names)
+        numeric = np.full((rows, width), np.nan, dtype=np.float32)
+        numeric[batch.keep] = batch.numeric
+        categorical = np.empty((rows, len(batch.categorical_names)), dtype=object)
+        if batch.categorical_names and batch.categorical:
+            categorical[batch.keep] = np.array(batch.categorical, dtype=object)
+        encoded = encoder.features(numeric, categorical, batch.keep)
+    else:
+        encoded = [None] * rows
     probabilities = encoder.probabilities(batch.proba)
     finite, predicted, confidence = predicted_labels(batch.proba)
     classes = batch.classes
@@ -282,6 +298,9 @@ def batch_rows(batch: DecodedBatch, model_name: str, version: str, stage: str) -
     times, latency = batch.time.tolist(), batch.latency_ms.tolist()
     conf = confidence.tolist()
     for i, rid in enumerate(batch.request_ids):
+        if only is not None and rid not in only:
+            at += counts[i]
+            continue
         arm, pid, t, ms = batch.arms[i], batch.pipeline_ids[i], times[i], latency[i]
         if counts[i] == 0:
             out.append((rid, 0, t, model_name, version, arm, stage, pid, None, None, None, None,
@@ -291,7 +310,7 @@ def batch_rows(batch: DecodedBatch, model_name: str, version: str, stage: str) -
             k = at + r
             ok = bool(finite[k])
             out.append((
-                rid, r, t, model_name, version, arm, stage, pid, features[k],
+                rid, r, t, model_name, version, arm, stage, pid, encoded[k],
                 classes[int(predicted[k])] if ok else None, conf[k] if ok else None,
                 probabilities[k], ms, None if ok else NO_FINITE_PROBABILITY,
             ))  # fmt: skip
@@ -360,82 +379,3 @@ def backlog(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(B.c.rows), 0))).scalar()
     return int(total or 0)
-
-
-def logged_labels(
-    conn: sa.Connection, request_ids: Collection[str], *, model_version: str | None = None
-) -> dict[tuple[str, int], str | None]:
-    """The predicted label of every logged row of ``request_ids``, expanded or not.
-
-    Parameters
-    ----------
-    conn
-        A connection to the store.
-    request_ids
-        The requests wanted.
-    model_version
-        Only this model version's predictions.
-
-    Returns
-    -------
-    dict
-        ``(request id, row)`` to the predicted class (``None`` for a failed request or a
-        row with no finite probability).
-    """
-    p = PREDICTIONS
-    found: dict[tuple[str, int], str | None] = {}
-    ids = sorted(set(request_ids))
-    for start in range(0, len(ids), 500):
-        query = sa.select(p.c.request_id, p.c.row, p.c.label).where(
-            p.c.request_id.in_(ids[start : start + 500])
-        )
-        if model_version is not None:
-            query = query.where(p.c.model_version == model_version)
-        for rid, row, label in conn.execute(query):
-            found[(rid, int(row))] = label
-    found.update(find_in_batches(conn, ids, model_version=model_version))
-    return found
-
-
-def find_in_batches(
-    conn: sa.Connection, request_ids: Collection[str], *, model_version: str | None = None
-) -> dict[tuple[str, int], str | None]:
-    """The predicted label of every row of ``request_ids`` still in a batch.
-
-    Parameters
-    ----------
-    conn
-        A connection to the store.
-    request_ids
-        The requests wanted.
-    model_version
-        Only the batches of this model version.
-
-    Returns
-    -------
-    dict
-        ``(request id, row)`` to the predicted class (``None`` for a failed request or a
-        row with no finite probability).
-    """
-    wanted = set(request_ids)
-    found: dict[tuple[str, int], str | None] = {}
-    if not wanted or not _has_batches(conn):
-        return found
-    query = sa.select(B.c.id, B.c.request_ids)
-    if model_version is not None:
-        query = query.where(B.c.model_version == model_version)
-    hits = {bid: ids for bid, ids in conn.execute(query) if not wanted.isdisjoint(ids.split("\n"))}
-    for bid, payload in conn.execute(sa.select(B.c.id, B.c.payload).where(B.c.id.in_(hits))):
-        batch = decode_batch(payload, hits[bid], bid)
-        finite, predicted, _ = predicted_labels(batch.proba)
-        starts = np.cumsum(batch.counts) - batch.counts
-        for i, rid in enumerate(batch.request_ids):
-            if rid not in wanted:
-                continue
-            n = int(batch.counts[i])
-            if n == 0:
-                found[(rid, 0)] = None
-            for r in range(n):
-                k = int(starts[i]) + r
-                found[(rid, r)] = batch.classes[int(predicted[k])] if finite[k] else None
-    return found

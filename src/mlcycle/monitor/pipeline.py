@@ -31,8 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from mlcycle.exceptions import MlcycleError
-from mlcycle.monitor.log_batches import expand_batches
-from mlcycle.monitor.store import PREDICTIONS
+from mlcycle.monitor.log_read import snapshot, window_rows
 
 __all__ = [
     "PIPELINE_ID_HEADER",
@@ -160,20 +159,14 @@ def pipeline_summary(
         ``latency_p99_ms`` / ``latency_max_ms`` of complete runs; ``None`` when no
         prediction in the window belongs to a pipeline.
     """
-    expand_batches(engine)
-    p = PREDICTIONS
-    query = (
-        sa.select(p.c.pipeline_id, p.c.stage, p.c.request_id, p.c.time, p.c.latency_ms, p.c.error)
-        .where(p.c.pipeline_id.is_not(None), p.c.time >= since, p.c.time < until, p.c.row == 0)
-        .order_by(p.c.time)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
+    with snapshot(engine) as conn:
+        logged = window_rows(conn, since=since, until=until, pipeline_only=True, features=False)
+    rows = [r for r in logged if r.row == 0]
     if not rows:
         return None
     order = list(stages or dict.fromkeys(r.stage for r in rows))
     per_stage: dict[str, list[Any]] = {s: [] for s in order}
-    runs: dict[str, list[Any]] = {}
+    runs: dict[str | None, list[Any]] = {}
     for r in rows:
         per_stage.setdefault(r.stage, []).append(r)
         runs.setdefault(r.pipeline_id, []).append(r)

@@ -57,9 +57,9 @@ from mlcycle.monitor.drift import (
     numeric_drift,
 )
 from mlcycle.monitor.images import reference_stat
-from mlcycle.monitor.log_batches import expand_batches
+from mlcycle.monitor.log_read import log_extent, snapshot, window_rows, with_feedback
 from mlcycle.monitor.pipeline import pipeline_summary
-from mlcycle.monitor.store import ALARMS, FEEDBACK, METRIC_POINTS, PREDICTIONS
+from mlcycle.monitor.store import ALARMS, METRIC_POINTS
 
 __all__ = [
     "LOW_CONFIDENCE",
@@ -355,7 +355,6 @@ def store_document(
     DataError
         The reference file cannot be read.
     """
-    expand_batches(engine)
     rows = _window_rows(engine, since, until, model, stage)
     if not rows:
         raise EmptyWindowError(_empty_message(engine, since, until, model, stage, store_label))
@@ -414,38 +413,12 @@ def store_document(
     return cleaned
 
 
-def _filters(table: sa.Table, model: str | None, stage: str | None) -> list[Any]:
-    out = []
-    if model:
-        out.append(table.c.model_name == model)
-    if stage:
-        out.append(table.c.stage == stage)
-    return out
-
-
 def _window_rows(
     engine: sa.Engine, since: float, until: float, model: str | None, stage: str | None
 ) -> list[Any]:
-    p, f = PREDICTIONS, FEEDBACK
-    query = (
-        sa.select(
-            p.c.time,
-            p.c.request_id,
-            p.c.row,
-            p.c.model_version,
-            p.c.features,
-            p.c.label,
-            p.c.confidence,
-            p.c.latency_ms,
-            p.c.error,
-            f.c.label.label("true_label"),
-        )
-        .select_from(p.outerjoin(f, sa.and_(f.c.request_id == p.c.request_id, f.c.row == p.c.row)))
-        .where(p.c.time >= since, p.c.time < until, *_filters(p, model, stage))
-        .order_by(p.c.time, p.c.id)
-    )
-    with engine.connect() as conn:
-        return list(conn.execute(query))
+    with snapshot(engine) as conn:
+        rows = window_rows(conn, since=since, until=until, model_name=model, stage=stage)
+        return with_feedback(conn, rows)
 
 
 def _empty_message(
@@ -456,18 +429,12 @@ def _empty_message(
     stage: str | None,
     store_label: str,
 ) -> str:
-    p = PREDICTIONS
     which = [f"model {model!r}" if model else "", f"stage {stage!r}" if stage else ""]
     scope = " and ".join(w for w in which if w)
-    with engine.connect() as conn:
-        n, lo, hi = conn.execute(sa.select(sa.func.count(), sa.func.min(p.c.time),
-                                           sa.func.max(p.c.time))).one()  # fmt: skip
+    with snapshot(engine) as conn:
+        n, lo, hi = log_extent(conn)
         if scope:
-            m, mlo, mhi = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(p.c.time), sa.func.max(p.c.time)).where(
-                    *_filters(p, model, stage)
-                )
-            ).one()
+            m, mlo, mhi = log_extent(conn, model_name=model or None, stage=stage or None)
     text = f"no predictions{' of ' + scope if scope else ''} from {iso(since)} to {iso(until)}"
     where = f" in {store_label}" if store_label else ""
     if not n:

@@ -88,8 +88,7 @@ class MonitorSettings:
     flush_interval: float = 0.5
     # The log is written as one packed row per hand-over and expanded into the predictions
     # table once a batch is this many seconds old (0: at once), or sooner when more than
-    # expand_backlog rows wait or a rollout runs; mlcycle's readers expand what is left
-    # before they read.
+    # expand_backlog rows wait; mlcycle's readers read the batches as they are.
     expand_after: float = 60.0
     expand_backlog: int = 100_000
     # Predictions with a top probability below this count as low-confidence.

@@ -1,6 +1,6 @@
 """What the prediction store says about each arm of a rollout since a time.
 
-:func:`gather` reads the ``predictions`` rows of one model logged in ``[since, until)``
+:func:`gather` reads the logged rows of one model logged in ``[since, until)``
 and sums them up per arm (:class:`ArmSample`): requests, failed requests, one latency per
 request, the predicted-class mix and, where feedback was given, the true and predicted
 labels. In shadow mode the challenger is the ``shadow`` arm (its answers to mirrored
@@ -16,23 +16,24 @@ Conventions:
 * ``class_counts``, ``y_true`` and ``y_pred`` count rows with a predicted label: rows with
   no label (failures) are skipped there, as they already count in ``errors``.
 
-Four queries at most (SQLAlchemy Core, grouped in the database), so tens of thousands of
-rows take a fraction of a second. Standard library, numpy and SQLAlchemy only: the server
-imports this module.
+The rows are read in one snapshot of the store, from the ``predictions`` table and the
+batches not expanded yet (:mod:`mlcycle.monitor.log_read`), without their features, and
+summed up here. Standard library, numpy and SQLAlchemy only: the server imports this
+module.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from mlcycle.monitor.log_batches import expand_batches
-from mlcycle.monitor.store import FEEDBACK, PREDICTIONS
+from mlcycle.monitor.log_read import LoggedRow, snapshot, window_rows, with_feedback
 
 __all__ = ["ArmSample", "Evidence", "ShadowSample", "gather"]
 
@@ -153,43 +154,35 @@ def gather(
         The champion's and challenger's samples (empty when an arm logged nothing).
     """
     other = SHADOW if shadow else CHALLENGER
-    expand_batches(engine)
-    p = PREDICTIONS
-    window = [*_window(p, model_name, since, until), p.c.arm.in_((CHAMPION, other))]
-    if champion_version is not None:
-        window.append(sa.or_(p.c.arm != CHAMPION, p.c.model_version == champion_version))
-
-    failed = sa.func.max(sa.case((p.c.error.is_not(None), 1), else_=0))
-    per_request = (
-        sa.select(p.c.arm, sa.func.max(p.c.latency_ms), failed)
-        .where(*window)
-        .group_by(p.c.arm, p.c.request_id)
-    )
-    per_class = (
-        sa.select(p.c.arm, p.c.label, sa.func.count())
-        .where(*window, p.c.label.is_not(None))
-        .group_by(p.c.arm, p.c.label)
-    )
-    f = FEEDBACK
-    labelled = (
-        sa.select(p.c.arm, f.c.label, p.c.label)
-        .join(f, sa.and_(p.c.request_id == f.c.request_id, p.c.row == f.c.row))
-        .where(*window, p.c.label.is_not(None))
-    )
+    with snapshot(engine) as conn:
+        logged = window_rows(conn, since=since, until=until, model_name=model_name,
+                             arms=(CHAMPION, other), features=False)  # fmt: skip
+        logged = with_feedback(conn, logged)
+    rows = [
+        r for r in logged
+        if champion_version is None or r.arm != CHAMPION or r.model_version == champion_version
+    ]  # fmt: skip
     arms: dict[str, _Tally] = {CHAMPION: _Tally(), other: _Tally()}
-    with engine.connect() as conn:
-        for arm, latency, error in conn.execute(per_request):
-            tally = arms[arm]
-            tally.requests += 1
-            tally.errors += int(error)
-            if latency is not None:
-                tally.latency.append(float(latency))
-        for arm, label, n in conn.execute(per_class):
-            arms[arm].classes[str(label)] = int(n)
-        for arm, true, pred in conn.execute(labelled):
-            arms[arm].y_true.append(str(true))
-            arms[arm].y_pred.append(str(pred))
-        pairs = _shadow_sample(conn, model_name, since, until) if shadow else None
+    requests: dict[tuple[str, str], tuple[float | None, bool]] = {}
+    for r in rows:
+        latency, failed = requests.get((r.arm, r.request_id), (None, False))
+        if r.latency_ms is not None:
+            latency = max(latency, float(r.latency_ms)) if latency is not None else r.latency_ms
+        requests[(r.arm, r.request_id)] = (latency, failed or r.error is not None)
+        if r.label is None:
+            continue
+        tally = arms[r.arm]
+        tally.classes[r.label] = tally.classes.get(r.label, 0) + 1
+        if r.true_label is not None:
+            tally.y_true.append(str(r.true_label))
+            tally.y_pred.append(str(r.label))
+    for (arm, _), (latency, failed) in requests.items():
+        tally = arms[arm]
+        tally.requests += 1
+        tally.errors += int(failed)
+        if latency is not None:
+            tally.latency.append(float(latency))
+    pairs = _shadow_sample(logged) if shadow else None
     return Evidence(champion=arms[CHAMPION].sample(), challenger=arms[other].sample(), shadow=pairs)
 
 
@@ -213,52 +206,29 @@ class _Tally:
         )
 
 
-def _window(
-    table: sa.FromClause, model_name: str, since: float, until: float | None
-) -> list[sa.ColumnElement[bool]]:
-    """The conditions on ``table`` (``predictions`` or an alias) of the rows analysed."""
-    conditions = [table.c.model_name == model_name, table.c.time >= since]
-    if until is not None:
-        conditions.append(table.c.time < until)
-    return conditions
-
-
-def _shadow_sample(
-    conn: sa.Connection, model_name: str, since: float, until: float | None
-) -> ShadowSample:
+def _shadow_sample(rows: Sequence[LoggedRow]) -> ShadowSample:
     """Pair the champion's and the shadow's rows of the same request and row."""
-    champion = PREDICTIONS.alias("champion")
-    shadow = PREDICTIONS.alias("shadow")
-    query = (
-        sa.select(
-            champion.c.label, champion.c.probabilities, shadow.c.label, shadow.c.probabilities
-        )
-        .join(
-            shadow,
-            sa.and_(
-                shadow.c.request_id == champion.c.request_id,
-                shadow.c.row == champion.c.row,
-                shadow.c.arm == SHADOW,
-                *_window(shadow, model_name, since, until),
-            ),
-        )
-        .where(champion.c.arm == CHAMPION, *_window(champion, model_name, since, until))
-    )
-    rows = conn.execute(query).all()
+    shadows: dict[tuple[str, int], list[LoggedRow]] = {}
+    for r in rows:
+        if r.arm == SHADOW:
+            shadows.setdefault((r.request_id, r.row), []).append(r)
+    pairs = [
+        (c, s) for c in rows if c.arm == CHAMPION for s in shadows.get((c.request_id, c.row), ())
+    ]
     disagreements = 0
     differences: list[float] = []
-    for c_label, c_probs, s_label, s_probs in rows:
-        if c_label != s_label:
+    for c, s in pairs:
+        if c.label != s.label:
             disagreements += 1
-        if c_label is None:
+        if c.label is None:
             continue
-        p_champion = _probability(c_probs, c_label)
+        p_champion = _probability(c.probabilities, c.label)
         if p_champion is None:
             continue
-        p_shadow = _probability(s_probs, c_label)
+        p_shadow = _probability(s.probabilities, c.label)
         differences.append(abs((p_shadow or 0.0) - p_champion))
     mean = math.fsum(differences) / len(differences) if differences else math.nan
-    return ShadowSample(pairs=len(rows), disagreements=disagreements, probability_difference=mean)
+    return ShadowSample(pairs=len(pairs), disagreements=disagreements, probability_difference=mean)
 
 
 def _probability(text: str | None, label: str) -> float | None:
