@@ -26,17 +26,18 @@ the server reaches at full speed:
    unpickling; taking requests in (windows, counters, streaming detectors);
    packing the message's requests into one prediction-log batch; inserting it into
    SQLite; and, reported apart, expanding the batch into ``predictions`` rows (features
-   and probabilities as JSON, one insert per row), which the server does
-   ``serve.monitor.expand_after`` seconds later or a reader does before it reads. A
+   and probabilities as JSON, one insert per row), which the server does only when
+   ``serve.monitor.expand_after`` is set (off by default: mlcycle reads the batches as
+   they are; ``mlcycle monitor expand`` expands on demand, for SQL of your own). A
    window evaluation (input and output metrics, 30 drift tests, alarm rules) is
    counted the same way (1 and 4 of them) and charged at one per
    ``window.min_seconds`` (10 s) at ``--rate`` requests/s.
 
 The sum is set against the worker's instructions per request with monitoring off. On a
 machine whose CPU is the bottleneck (as here: wrk, the worker and the monitor share two
-cores) throughput falls by about that share when monitoring is on; when the expansion
-runs (after a burst, or all along under a load that lasts longer than
-``expand_after``), by the share with the expansion.
+cores) throughput falls by about that share when monitoring is on; with
+``expand_after`` set, under a load that lasts longer than it, by the share with the
+expansion.
 
 Run: ``.venv/bin/python bench/monitor_cost.py`` (about 8 minutes: each valgrind run
 starts a Python interpreter at a fiftieth of its speed); ``--rows 512`` for 512-row
@@ -74,10 +75,9 @@ STAGE_NAMES = {
     "pack": "monitor: the prediction log's batch (ids, arrays)",
     "insert": "monitor: SQLite insert of the batch (WAL)",
     "evaluate": "monitor: window evaluation (drift, metrics, alarms), amortised",
-    "expand": "later: the batch expanded into the predictions table",
+    "expand": "only with expand_after set: the batch expanded into the predictions table",
 }
-#: Work done after ``serve.monitor.expand_after`` seconds (or by a reader), not while
-#: the requests are served: reported apart.
+#: Work the server does only with ``serve.monitor.expand_after`` set: reported apart.
 DEFERRED = ("expand",)
 #: Messages every run starts with (their cost cancels out).
 BASE_CHUNKS = 2
@@ -329,7 +329,7 @@ def report(
     print(f"| **monitoring while serving** | **{added:,.0f}** |")
     for stage in DEFERRED:
         print(f"| {STAGE_NAMES[stage]} | {per[stage]:,.0f} |")
-    print(f"| monitoring with the expansion | {added + later:,.0f} |")
+    print(f"| monitoring with `expand_after` set | {added + later:,.0f} |")
     if on_main is not None:
         print(
             f"\nThe whole server's main thread, on minus off: {on_main:,.0f} instructions per "
@@ -343,8 +343,8 @@ def report(
         print(
             f"\nmonitoring adds **{share:.1%}** to the instructions of a request "
             f"(target <= 5 %: {verdict}); CPU-bound, throughput with monitoring on would be "
-            f"{1 / (1 + share):.1%} of off. With the expansion (done "
-            f"`serve.monitor.expand_after` seconds later, or by a reader) it adds "
+            f"{1 / (1 + share):.1%} of off. With `serve.monitor.expand_after` set (off by "
+            f"default), under a load that lasts longer than it, it adds "
             f"{(added + later) / off['main']:.1%}."
         )
     print(f"\nRun took {seconds:.0f} s.")

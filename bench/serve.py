@@ -281,10 +281,10 @@ def server_command(config: str, bundle: Path, port: int) -> tuple[list[str], dic
     extra = ["--workers", workers] if workers != "1" else []
     if kind in ("mlcycle", "mlcycle_nomon", "mlcycle_canary"):
         cmd = [sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle)]
-        # The prediction log expanded at once, not a minute later: otherwise the work of
-        # one configuration's measurement would land in another's (all servers stay up),
-        # and the ratios would show a burst, not a sustained load.
-        overrides = ["serve.monitor.expand_after=0"]
+        # The defaults: the prediction log is not expanded (serve.monitor.expand_after
+        # unset), so no work is deferred that could land in another configuration's
+        # measurement (all servers stay up).
+        overrides: list[str] = []
         if kind == "mlcycle_nomon":
             cmd.append("--no-monitor")
         if kind == "mlcycle_canary":

@@ -37,12 +37,22 @@ def test_defaults_listen_on_loopback_with_a_10_mb_body_limit() -> None:
         ({"ort": {"graph_optimization": "max"}}, "graph_optimization must be one of"),
         ({"batching": {"enabled": "yes"}}, "serve.batching.enabled must be a bool"),
         ({"batching": 3}, "serve.batching must be a mapping"),
+        ({"monitor": {"expand_after": "soon"}}, "serve.monitor.expand_after must be a float"),
+        ({"monitor": {"expand_after": -1}}, "serve.monitor.expand_after must be >= 0 seconds"),
     ],
 )
 def test_bad_settings_name_the_key_and_the_allowed_values(data: dict, needle: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ConfigError, match=None) as info:
         ServeSettings.from_mapping(data)
     assert needle in str(info.value)
+
+
+def test_an_optional_number_takes_null_or_a_number() -> None:
+    assert ServeSettings().monitor.expand_after is None  # the server does not expand
+    assert (
+        ServeSettings.from_mapping({"monitor": {"expand_after": None}}).monitor.expand_after is None
+    )
+    assert ServeSettings.from_mapping({"monitor": {"expand_after": 5}}).monitor.expand_after == 5.0
 
 
 def test_from_env_without_the_variable_says_how_to_start_the_server(

@@ -430,7 +430,7 @@ class LiveMonitor:
         """Expand the log's batches once they are old enough or too many wait (for SQL of
         your own: mlcycle's readers read the batches as they are)."""
         s = self.settings
-        if self.engine is None:
+        if self.engine is None or s.expand_after is None:
             return
         try:
             if s.expand_after <= 0 or backlog(self.engine) > s.expand_backlog:

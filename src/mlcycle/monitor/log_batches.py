@@ -28,6 +28,7 @@ import orjson
 import sqlalchemy as sa
 
 from mlcycle.monitor.encode import RowEncoder
+from mlcycle.monitor.id_filter import id_filter
 from mlcycle.monitor.store import PREDICTION_BATCHES, LogBatch, StoreError, insert_rows
 
 __all__ = [
@@ -124,6 +125,7 @@ def pack_batch(
         rows=int(np.maximum(arrays["counts"], 1).sum()),  # a failed request: one row
         request_ids="\n".join(request_ids),
         payload=_encode(header, arrays),
+        id_filter=id_filter(request_ids),
     )
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import starmap
 from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
 
+from mlcycle.monitor.id_filter import may_hold
 from mlcycle.monitor.log_batches import DecodedBatch, batch_rows, decode_batch, predicted_labels
 from mlcycle.monitor.store import FEEDBACK, PREDICTION_BATCHES, PREDICTION_COLUMNS, PREDICTIONS
 
@@ -126,7 +128,7 @@ def window_rows(
         table = table.where(P.c.arm.in_(list(arms)))
     if pipeline_only:
         table = table.where(P.c.pipeline_id.is_not(None))
-    rows = [LoggedRow(*r) for r in conn.execute(table)]
+    rows = list(starmap(LoggedRow, conn.execute(table)))
     wanted = None if arms is None else set(arms)
     lo = -np.inf if since is None else since
     hi = np.inf if until is None else until
@@ -201,7 +203,7 @@ def rows_of_requests(
         query = _table_query(features).where(P.c.request_id.in_(ids[start : start + _CHUNK]))
         if model_version is not None:
             query = query.where(P.c.model_version == model_version)
-        rows += [LoggedRow(*r) for r in conn.execute(query.order_by(P.c.id))]
+        rows += starmap(LoggedRow, conn.execute(query.order_by(P.c.id)))
     hits = _batches_holding(conn, ids, model_version)
     if hits:
         query = _batch_query().where(B.c.id.in_(hits)).order_by(B.c.id)
@@ -212,14 +214,26 @@ def rows_of_requests(
 def _batches_holding(
     conn: sa.Connection, request_ids: Collection[str], model_version: str | None
 ) -> list[int]:
-    """The ids of the batches holding any of ``request_ids``."""
+    """The ids of the batches holding any of ``request_ids``: those whose id filter may
+    hold one (:mod:`mlcycle.monitor.id_filter`), checked against their ids."""
     wanted = set(request_ids)
     if not wanted or not _has_batches(conn):
         return []
-    query = sa.select(B.c.id, B.c.request_ids)
+    query = sa.select(B.c.id, B.c.id_filter)
     if model_version is not None:
         query = query.where(B.c.model_version == model_version)
-    return [bid for bid, ids in conn.execute(query) if not wanted.isdisjoint(ids.split("\n"))]
+    filtered = conn.execute(query).all()
+    maybe = may_hold([f for _, f in filtered], sorted(wanted))
+    candidates = [bid for (bid, _), hit in zip(filtered, maybe.tolist(), strict=True) if hit]
+    found = []
+    for start in range(0, len(candidates), _CHUNK):
+        chosen = sa.select(B.c.id, B.c.request_ids).where(
+            B.c.id.in_(candidates[start : start + _CHUNK])
+        )
+        found += [
+            bid for bid, ids in conn.execute(chosen) if not wanted.isdisjoint(ids.split("\n"))
+        ]
+    return sorted(found)
 
 
 def logged_labels(
@@ -296,7 +310,12 @@ def with_feedback(conn: sa.Connection, rows: Sequence[LoggedRow]) -> list[Logged
         for start in range(0, len(ids), _CHUNK):
             query = _feedback().where(F.c.request_id.in_(ids[start : start + _CHUNK]))
             labels.update({(rid, int(row)): label for rid, row, label in conn.execute(query)})
-    return [r._replace(true_label=labels.get((r.request_id, r.row))) for r in rows]
+    if not labels:
+        return list(rows)
+    return [
+        r._replace(true_label=labels[key]) if (key := (r.request_id, r.row)) in labels else r
+        for r in rows
+    ]
 
 
 def _feedback() -> sa.Select[Any]:

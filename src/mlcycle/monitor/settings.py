@@ -86,10 +86,12 @@ class MonitorSettings:
     buffer_capacity: int = 20_000
     write_batch: int = 500
     flush_interval: float = 0.5
-    # The log is written as one packed row per hand-over and expanded into the predictions
-    # table once a batch is this many seconds old (0: at once), or sooner when more than
-    # expand_backlog rows wait; mlcycle's readers read the batches as they are.
-    expand_after: float = 60.0
+    # The log is written as one packed row per hand-over (mlcycle's readers read it so).
+    # For SQL of your own on the predictions table, the server can expand the batches into
+    # it once they are expand_after seconds old (0: at once; null: never, the default:
+    # `mlcycle monitor expand` does it on demand), or at once when more than
+    # expand_backlog rows wait. Expanding costs ~3 times what the rest of monitoring does.
+    expand_after: float | None = None
     expand_backlog: int = 100_000
     # Predictions with a top probability below this count as low-confidence.
     low_confidence: float = 0.6
@@ -138,7 +140,7 @@ def check_monitor_settings(s: MonitorSettings, where: str = "monitor") -> list[s
     for name in ("buffer_capacity", "write_batch"):
         if getattr(s, name) < 1:
             problems.append(f"{where}.{name} must be at least 1, not {getattr(s, name)}")
-    if s.expand_after < 0:
+    if s.expand_after is not None and s.expand_after < 0:
         problems.append(f"{where}.expand_after must be >= 0 seconds, not {s.expand_after}")
     if s.expand_backlog < 0:
         problems.append(f"{where}.expand_backlog must be >= 0 rows, not {s.expand_backlog}")

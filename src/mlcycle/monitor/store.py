@@ -91,6 +91,8 @@ PREDICTION_BATCHES = sa.Table(
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("request_ids", sa.Text, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
+    # A Bloom filter of the request ids (mlcycle.monitor.id_filter); null: not known.
+    sa.Column("id_filter", sa.LargeBinary, nullable=True),
 )
 
 #: Ground truth for a logged prediction, by request id and row.
@@ -209,6 +211,7 @@ class LogBatch:
     rows: int
     request_ids: str
     payload: bytes
+    id_filter: bytes | None = None
 
     def values(self) -> dict[str, Any]:
         """The row as a mapping of column names to values."""
@@ -221,6 +224,7 @@ class LogBatch:
             "rows": self.rows,
             "request_ids": self.request_ids,
             "payload": self.payload,
+            "id_filter": self.id_filter,
         }
 
 
@@ -286,6 +290,7 @@ def connect(url_or_path: str | Path, *, busy_timeout_ms: int = 5000) -> sa.Engin
 
     try:
         metadata.create_all(engine)
+        _add_missing_columns(engine)
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(
             f"cannot open the monitoring store {_redact(text)!r}: {exc.__class__.__name__}: "
@@ -293,6 +298,23 @@ def connect(url_or_path: str | Path, *, busy_timeout_ms: int = 5000) -> sa.Engin
             "or that the SQLite file's folder exists and is writable"
         ) from exc
     return engine
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Add the nullable columns a store made by an earlier mlcycle lacks."""
+
+    def have() -> set[str]:
+        return {c["name"] for c in sa.inspect(engine).get_columns(PREDICTION_BATCHES.name)}
+
+    if "id_filter" in have():
+        return
+    blob = PREDICTION_BATCHES.c.id_filter.type.compile(dialect=engine.dialect)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE prediction_batches ADD COLUMN id_filter {blob}")
+    except sa.exc.SQLAlchemyError:
+        if "id_filter" not in have():  # not another process adding it at the same time
+            raise
 
 
 def check_store(url_or_path: str | Path) -> None:

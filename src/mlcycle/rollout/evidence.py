@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,25 +164,27 @@ def gather(
         if champion_version is None or r.arm != CHAMPION or r.model_version == champion_version
     ]  # fmt: skip
     arms: dict[str, _Tally] = {CHAMPION: _Tally(), other: _Tally()}
-    requests: dict[tuple[str, str], tuple[float | None, bool]] = {}
+    requests: dict[tuple[str, str], list[Any]] = {}  # (arm, id): [latency, failed]
     for r in rows:
-        latency, failed = requests.get((r.arm, r.request_id), (None, False))
-        if r.latency_ms is not None:
-            latency = max(latency, float(r.latency_ms)) if latency is not None else r.latency_ms
-        requests[(r.arm, r.request_id)] = (latency, failed or r.error is not None)
-        if r.label is None:
+        seen = requests.get((r.arm, r.request_id))
+        if seen is None:
+            requests[(r.arm, r.request_id)] = [r.latency_ms, r.error is not None]
             continue
-        tally = arms[r.arm]
-        tally.classes[r.label] = tally.classes.get(r.label, 0) + 1
-        if r.true_label is not None:
-            tally.y_true.append(str(r.true_label))
-            tally.y_pred.append(str(r.label))
+        if r.latency_ms is not None and (seen[0] is None or r.latency_ms > seen[0]):
+            seen[0] = r.latency_ms
+        seen[1] = seen[1] or r.error is not None
     for (arm, _), (latency, failed) in requests.items():
         tally = arms[arm]
         tally.requests += 1
         tally.errors += int(failed)
         if latency is not None:
             tally.latency.append(float(latency))
+    for (arm, label), n in Counter((r.arm, r.label) for r in rows if r.label is not None).items():
+        arms[arm].classes[label] = n
+    for r in rows:
+        if r.label is not None and r.true_label is not None:
+            arms[r.arm].y_true.append(r.true_label)
+            arms[r.arm].y_pred.append(r.label)
     pairs = _shadow_sample(logged) if shadow else None
     return Evidence(champion=arms[CHAMPION].sample(), challenger=arms[other].sample(), shadow=pairs)
 

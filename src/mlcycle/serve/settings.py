@@ -220,7 +220,11 @@ def _coerce(value: Any, f: dataclasses.Field[Any], where: str) -> Any:
     kind_name = str(f.type)
     if kind_name.startswith(("list[", "dict[")):
         return _coerce_container(value, kind_name, where)
-    kind = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+    if kind_name.endswith(" | None"):
+        if value is None:
+            return None
+        kind_name = kind_name.removesuffix(" | None")
+    kind = {"int": int, "float": float, "bool": bool, "str": str}[kind_name]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
