@@ -30,7 +30,7 @@ REF = RNG.normal(0, 1, 2000)
 def test_small_numeric_windows_use_scipys_kolmogorov_smirnov() -> None:
     cur = RNG.normal(0.5, 1, 300)
     got = numeric_drift("x", REF, cur)
-    want = stats.ks_2samp(REF, cur)
+    want = stats.ks_2samp(REF, cur, method="asymp")  # 2,000 x 300 values: asymptotic
     assert got.test == "ks"
     assert got.statistic == pytest.approx(want.statistic, abs=0, rel=1e-12)
     assert got.p_value == pytest.approx(want.pvalue, rel=1e-12)
@@ -52,7 +52,18 @@ def test_missing_values_are_left_out_of_the_numeric_test() -> None:
     got = numeric_drift("x", REF, cur)
     assert got.n_current == 200
     clean = [v for v in cur if v is not None and not math.isnan(v)]
-    assert got.p_value == pytest.approx(stats.ks_2samp(REF, clean).pvalue, rel=1e-12)
+    assert got.p_value == pytest.approx(
+        stats.ks_2samp(REF, clean, method="asymp").pvalue, rel=1e-12
+    )
+
+
+def test_the_ks_p_value_is_exact_for_small_samples_and_close_to_it_for_large_ones() -> None:
+    ref, cur = RNG.normal(0, 1, 60), RNG.normal(0.4, 1, 40)  # 2,400 < 10,000: exact
+    exact = stats.ks_2samp(ref, cur, method="exact").pvalue
+    assert numeric_drift("x", ref, cur).p_value == pytest.approx(exact, rel=1e-12)
+    big = RNG.normal(0.05, 1, 1000)  # 2,000,000: asymptotic, within 1e-3 of exact here
+    got = numeric_drift("x", REF, big).p_value
+    assert got == pytest.approx(stats.ks_2samp(REF, big, method="exact").pvalue, abs=1e-3)
 
 
 def test_small_categorical_windows_use_scipys_chi_square_on_the_contingency_table() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlcycle.monitor.id_filter import id_filter, may_hold
+from mlcycle.monitor.id_filter import _hashes, id_filter, may_hold
 from mlcycle.monitor.log_read import logged_labels
 from mlcycle.monitor.store import connect
 from tests.monitor.test_log_batches import batch
@@ -33,6 +33,14 @@ def test_a_filter_rarely_lets_an_absent_id_through() -> None:
     neighbours = id_filter([f"order-{i:07d}" for i in range(200)])
     after = [f"order-{i:07d}" for i in range(200, 2200)]
     assert np.mean([may_hold([neighbours], [rid])[0] for rid in after]) < 0.02
+
+
+def test_an_id_hashes_the_same_alone_or_among_ids_of_other_lengths() -> None:
+    same_length = [uuid.uuid4().hex for _ in range(50)] + ["Ünïcode-ïd-of-32-bytes-ok"]
+    mixed = [*same_length, "short", "a-much-longer-request-id-" * 6]
+    assert _hashes(same_length[:50]).tolist() == _hashes(mixed)[:50].tolist()
+    assert _hashes(mixed[-3:]).tolist() == _hashes(mixed)[-3:].tolist()
+    assert len(set(_hashes([f"r{i}" for i in range(10_000)]).tolist())) > 9_980
 
 
 def test_a_missing_or_malformed_filter_may_hold_anything() -> None:

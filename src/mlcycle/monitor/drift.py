@@ -14,7 +14,11 @@ categorical     chi-square on the 2 x K table,         Jensen-Shannon distance
 The population stability index (PSI) is computed for every feature too (decile bins of
 the reference for numbers, categories for categories). A dataset drifts when the share
 of drifted features reaches ``dataset_share``. Statistics and p-values are scipy's own
-(``ks_2samp``, ``wasserstein_distance``, ``chi2_contingency``, ``jensenshannon``).
+(``ks_2samp``, ``wasserstein_distance``, ``chi2_contingency``, ``jensenshannon``); the
+KS p-value is exact when the product of the two sample sizes is below 10,000 and
+asymptotic above it, as R's ``ks.test`` chooses (scipy's exact p-value for 1,000 values
+against a 2,000-value reference takes ~4 ms, two thirds of a live window's evaluation,
+and differs from the asymptotic one by far less than any ``alpha`` tells apart).
 Missing values (NaN, ``None``, ``""``) are left out: their rate is a metric of its own.
 """
 
@@ -103,6 +107,21 @@ def psi(
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+#: Sample-size product from which the KS p-value is asymptotic (R's ``ks.test`` rule).
+KS_EXACT_BELOW = 10_000
+
+
+def ks_method(n_reference: int, n_current: int) -> str:
+    """``"exact"`` for small samples, ``"asymp"`` from :data:`KS_EXACT_BELOW` on.
+
+    Examples
+    --------
+    >>> ks_method(50, 100), ks_method(2000, 1000)
+    ('exact', 'asymp')
+    """
+    return "exact" if n_reference * n_current < KS_EXACT_BELOW else "asymp"
+
+
 def numeric_drift(
     feature: str,
     reference: Sequence[float] | np.ndarray[Any, Any],
@@ -124,7 +143,7 @@ def numeric_drift(
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, s.psi_bins + 1))[1:-1])
     index = psi(_bin_shares(ref, edges), _bin_shares(cur, edges))
     if len(cur) <= s.small_sample:
-        result = stats.ks_2samp(ref, cur)
+        result = stats.ks_2samp(ref, cur, method=ks_method(len(ref), len(cur)))
         p = float(result.pvalue)
         return FeatureDrift(
             feature, "numeric", "ks", float(result.statistic), p, s.alpha, p < s.alpha,

@@ -11,9 +11,10 @@ mlcycle's readers read the batches as they are, beside the table
 (:mod:`mlcycle.monitor.log_read`). For your own SQL, a batch can be **expanded** into
 ``predictions`` rows (:func:`expand_batches`) in one transaction that deletes it, so no
 row is lost or written twice, even with several expanding processes: by
-``mlcycle monitor expand``, or by the server's monitor in the background once a batch is
-older than ``serve.monitor.expand_after`` seconds or more than
-``serve.monitor.expand_backlog`` rows wait.
+``mlcycle monitor expand``, or, when ``serve.monitor.expand_after`` is set (it is not by
+default), by the server's monitor once a batch is that many seconds old or more than
+``serve.monitor.expand_backlog`` rows wait. Each batch also carries a Bloom filter of its
+request ids (:mod:`mlcycle.monitor.id_filter`), so a request is found without expanding.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import orjson
 import sqlalchemy as sa
 
 from mlcycle.monitor.encode import RowEncoder
-from mlcycle.monitor.id_filter import id_filter
+from mlcycle.monitor.id_filter import filter_of_text
 from mlcycle.monitor.store import PREDICTION_BATCHES, LogBatch, StoreError, insert_rows
 
 __all__ = [
@@ -116,6 +117,7 @@ def pack_batch(
         "proba": np.asarray(proba, dtype=np.float32),
     }
     stamps = arrays["time"]
+    ids = "\n".join(request_ids)
     return LogBatch(
         time_min=float(stamps.min()) if len(stamps) else 0.0,
         time_max=float(stamps.max()) if len(stamps) else 0.0,
@@ -123,9 +125,9 @@ def pack_batch(
         model_version=model.version,
         stage=model.stage,
         rows=int(np.maximum(arrays["counts"], 1).sum()),  # a failed request: one row
-        request_ids="\n".join(request_ids),
+        request_ids=ids,
         payload=_encode(header, arrays),
-        id_filter=id_filter(request_ids),
+        id_filter=filter_of_text(ids, len(request_ids)),
     )
 
 
