@@ -238,3 +238,36 @@ def test_alarms_and_metric_points_are_stored_on_postgres(engine: sa.Engine) -> N
     assert (row.state, row.severity, row.acknowledged_by) == ("firing", "warning", "oncall")
     assert json.loads(row.details) == {"window": 500}
     assert values == pytest.approx([0.9, 0.89, 0.88, 0.87, 0.86])
+
+
+def test_packed_batches_are_read_and_found_by_id_on_postgres(
+    engine: sa.Engine, postgres_server: PostgresServer
+) -> None:
+    from mlcycle.monitor.log_read import logged_labels, snapshot, window_rows
+    from tests.monitor.test_log_batches import batch
+
+    plog = PredictionLog(engine, batch_size=40, flush_interval=0.05)
+    plog.record([batch([f"b{i}" for i in range(30)], [1] * 30, start=2000.0), *events(5)])
+    assert plog.flush(15)
+    plog.close()
+    with snapshot(engine) as conn:
+        rows = window_rows(conn, since=1000.0, until=2010.0)
+        assert [r.request_id for r in rows] == [f"r{i}" for i in range(5)] + [
+            f"b{i}" for i in range(10)
+        ]
+        assert logged_labels(conn, ["b3", "r2", "nope"]) == {("b3", 0): "yes", ("r2", 0): "no"}
+    # A store whose batches table predates the id filters gets the column on opening.
+    url = postgres_server.create_database()
+    old = sa.create_engine(url)
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE prediction_batches (id SERIAL PRIMARY KEY, time_min FLOAT NOT NULL, "
+            "time_max FLOAT NOT NULL, model_name VARCHAR(200) NOT NULL, model_version "
+            "VARCHAR(100) NOT NULL, stage VARCHAR(100) NOT NULL, rows INTEGER NOT NULL, "
+            "request_ids TEXT NOT NULL, payload BYTEA NOT NULL)"
+        )
+    old.dispose()
+    upgraded = connect(url)
+    columns = {c["name"] for c in sa.inspect(upgraded).get_columns("prediction_batches")}
+    upgraded.dispose()
+    assert "id_filter" in columns
