@@ -89,10 +89,11 @@ PREDICTION_BATCHES = sa.Table(
     sa.Column("model_version", sa.String(100), nullable=False),
     sa.Column("stage", sa.String(100), nullable=False, default=""),
     sa.Column("rows", sa.Integer, nullable=False),
+    # A Bloom filter of the request ids (mlcycle.monitor.id_filter); null: not known. Ahead
+    # of the long columns, so that SQLite reads it without walking their overflow pages.
+    sa.Column("id_filter", sa.LargeBinary, nullable=True),
     sa.Column("request_ids", sa.Text, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
-    # A Bloom filter of the request ids (mlcycle.monitor.id_filter); null: not known.
-    sa.Column("id_filter", sa.LargeBinary, nullable=True),
 )
 
 #: Ground truth for a logged prediction, by request id and row.
