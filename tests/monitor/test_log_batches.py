@@ -21,12 +21,12 @@ from mlcycle.monitor.log_batches import (
     expand_batches,
     pack_batch,
 )
+from mlcycle.monitor.prediction_log import PredictionLog
 from mlcycle.monitor.store import (
     PREDICTION_BATCHES,
     PREDICTIONS,
     LogBatch,
     PredictionEvent,
-    PredictionLog,
     StoreError,
     connect,
 )

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from mlcycle.monitor.store import PREDICTIONS, PredictionEvent, PredictionLog, connect
+from mlcycle.monitor.prediction_log import PredictionLog
+from mlcycle.monitor.store import PREDICTIONS, PredictionEvent, connect
 
 
 def events(n: int, start: int = 0) -> list[PredictionEvent]:

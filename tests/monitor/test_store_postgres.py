@@ -19,13 +19,13 @@ from mlcycle.monitor.feedback import (
     labelled_predictions,
     record_feedback,
 )
+from mlcycle.monitor.prediction_log import PredictionLog
 from mlcycle.monitor.store import (
     ALARMS,
     FEEDBACK,
     METRIC_POINTS,
     PREDICTIONS,
     PredictionEvent,
-    PredictionLog,
     connect,
 )
 from tests._postgres import PostgresServer, new_server

@@ -4,8 +4,9 @@ The server calls :meth:`LiveMonitor.record` (or :meth:`LiveMonitor.record_error`
 per request, after answering it; that only appends a reference to a bounded queue. A
 background thread takes what is queued, in bulk, and
 
-* writes one prediction event per row to the store (:class:`~mlcycle.monitor.store.
-  PredictionLog`, itself buffered and written in batches);
+* writes what it took as one packed batch of the prediction log
+  (:class:`~mlcycle.monitor.prediction_log.PredictionLog`, itself buffered and written
+  by a thread of its own);
 * counts predicted classes and confidences for ``/metrics``;
 * adds the rows and requests to sliding windows and, every ``window.every`` rows or
   ``window.every_seconds``, computes the window's input, output and software metrics and
@@ -42,8 +43,9 @@ from mlcycle.monitor.log_batches import (
     predicted_labels,
 )
 from mlcycle.monitor.log_read import logged_labels
+from mlcycle.monitor.prediction_log import PredictionLog
 from mlcycle.monitor.settings import MonitorSettings
-from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS, PredictionLog
+from mlcycle.monitor.store import FEEDBACK, METRIC_POINTS
 from mlcycle.monitor.window import RequestWindow, RowWindow
 from mlcycle.monitor.window_stats import FeatureSpec, WindowResult, feature_specs, window_metrics
 

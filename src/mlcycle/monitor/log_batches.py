@@ -30,7 +30,8 @@ import sqlalchemy as sa
 
 from mlcycle.monitor.encode import RowEncoder
 from mlcycle.monitor.id_filter import filter_of_text
-from mlcycle.monitor.store import PREDICTION_BATCHES, LogBatch, StoreError, insert_rows
+from mlcycle.monitor.prediction_log import insert_rows
+from mlcycle.monitor.store import PREDICTION_BATCHES, LogBatch, StoreError
 
 __all__ = [
     "BatchModel",
