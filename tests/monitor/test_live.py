@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from mlcycle.monitor.live import LiveMonitor, ModelFacts
 from mlcycle.monitor.live_metrics import MonitorMetrics
 from mlcycle.monitor.log_batches import backlog, expand_batches
+from mlcycle.monitor.log_read import snapshot, window_rows
 from mlcycle.monitor.settings import MonitorSettings, WindowSettings
 from mlcycle.monitor.store import METRIC_POINTS, PREDICTIONS, connect
 from mlcycle.serve.model import ServedModel
@@ -133,6 +134,24 @@ def test_the_log_is_expanded_once_old_enough_or_when_too_much_waits(
     with engine.connect() as conn:
         ids = conn.execute(sa.select(PREDICTIONS.c.request_id)).scalars().all()
     assert sorted(set(ids)) == ["a", "b", "young"] and len(ids) == 15
+
+
+def test_by_default_the_log_stays_packed_and_is_read_as_it_is(
+    served: ServedModel, tmp_path: Path
+) -> None:
+    monitor, _, engine = make_monitor(served, tmp_path)
+    assert engine is not None and monitor.settings.expand_after is None
+    try:
+        predict(monitor, served, records(5), "packed")
+        assert monitor.flush()
+        time.sleep(0.6)  # two expansion rounds of the monitor thread, if it expanded
+        assert backlog(engine) == 5
+    finally:
+        monitor.close()
+    with snapshot(engine) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(PREDICTIONS)).scalar() == 0
+        rows = window_rows(conn, features=False)
+    assert [(r.request_id, r.row) for r in rows] == [("packed", i) for i in range(5)]
 
 
 def _eventually(check: Any, timeout: float = 10.0) -> bool:
