@@ -13,7 +13,18 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from mlcycle.monitor.log_batches import expand_batches
+from mlcycle.monitor.store import connect
 from tests.test_cli import mlflow_client, run
+
+
+def expanded(store: Path) -> sqlite3.Connection:
+    """The store, its packed prediction log expanded first: these tests query the
+    predictions table with SQL of their own (as ``mlcycle monitor expand`` allows)."""
+    engine = connect(store)
+    expand_batches(engine)
+    engine.dispose()
+    return sqlite3.connect(store)
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +59,7 @@ def test_demo_runs_end_to_end_and_promotes_the_best_model(demo: tuple[Path, str]
     # the monitor logged the served traffic, joined the feedback and wrote a report
     assert "200 stored" in out and "mlcycle_quality_accuracy{" in out
     assert (root / "monitor-report.html").is_file() and (root / "monitor-report.json").is_file()
-    with sqlite3.connect(root / "monitor.db") as conn:
+    with expanded(root / "monitor.db") as conn:
         logged = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
         labelled = conn.execute("SELECT count(*) FROM feedback").fetchone()[0]
         canary = conn.execute(
@@ -72,7 +83,7 @@ def test_the_demo_rolls_the_challenger_out_as_a_canary_to_a_final_state(
     assert "mlcycle rollout start --url http://127.0.0.1:" in out
     assert "--mode canary --challenger" in out and "@challenger" in out
     assert "MLCYCLE_ADMIN_TOKEN=<generated>" in out  # the token itself is never printed
-    with sqlite3.connect(root / "monitor.db") as conn:
+    with expanded(root / "monitor.db") as conn:
         rollouts = conn.execute(
             "SELECT id, state, champion_version, challenger_version, steps FROM rollouts"
         ).fetchall()

@@ -93,6 +93,7 @@ def window_rows(
     arms: Collection[str] | None = None,
     pipeline_only: bool = False,
     features: bool = True,
+    columns: Collection[str] | None = None,
 ) -> list[LoggedRow]:
     """The rows logged in ``[since, until)``, oldest first.
 
@@ -110,8 +111,11 @@ def window_rows(
         Only rows that belong to a pipeline run.
     features
         Whether to read the features (JSON text); ``None`` in every row otherwise.
+    columns
+        Read only these columns of the ``predictions`` table (the others are ``None``
+        in its rows; faster for many rows); ``None``: all.
     """
-    table = _table_query(features).order_by(P.c.time, P.c.id)
+    table = _table_query(features, columns).order_by(P.c.time, P.c.id)
     batches = _batch_query().order_by(B.c.id)
     if since is not None:
         table = table.where(P.c.time >= since)
@@ -128,7 +132,7 @@ def window_rows(
         table = table.where(P.c.arm.in_(list(arms)))
     if pipeline_only:
         table = table.where(P.c.pipeline_id.is_not(None))
-    rows = list(starmap(LoggedRow, conn.execute(table)))
+    rows = list(starmap(LoggedRow, conn.execute(table).all()))
     wanted = None if arms is None else set(arms)
     lo = -np.inf if since is None else since
     hi = np.inf if until is None else until
@@ -148,9 +152,11 @@ def _time(row: LoggedRow) -> float:
     return row.time
 
 
-def _table_query(features: bool) -> sa.Select[Any]:
-    columns = [P.c[c] if c != "features" or features else sa.null() for c in PREDICTION_COLUMNS]
-    return sa.select(*columns)
+def _table_query(features: bool, columns: Collection[str] | None = None) -> sa.Select[Any]:
+    wanted = set(PREDICTION_COLUMNS if columns is None else columns)
+    if not features:
+        wanted.discard("features")
+    return sa.select(*(P.c[c] if c in wanted else sa.null() for c in PREDICTION_COLUMNS))
 
 
 def _batch_query() -> sa.Select[Any]:
@@ -203,7 +209,7 @@ def rows_of_requests(
         query = _table_query(features).where(P.c.request_id.in_(ids[start : start + _CHUNK]))
         if model_version is not None:
             query = query.where(P.c.model_version == model_version)
-        rows += starmap(LoggedRow, conn.execute(query.order_by(P.c.id)))
+        rows += starmap(LoggedRow, conn.execute(query.order_by(P.c.id)).all())
     hits = _batches_holding(conn, ids, model_version)
     if hits:
         query = _batch_query().where(B.c.id.in_(hits)).order_by(B.c.id)

@@ -417,7 +417,9 @@ def _window_rows(
     engine: sa.Engine, since: float, until: float, model: str | None, stage: str | None
 ) -> list[Any]:
     with snapshot(engine) as conn:
-        rows = window_rows(conn, since=since, until=until, model_name=model, stage=stage)
+        rows = window_rows(
+            conn, since=since, until=until, model_name=model or None, stage=stage or None
+        )
         return with_feedback(conn, rows)
 
 

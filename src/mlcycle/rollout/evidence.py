@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 
 from mlcycle.monitor.log_read import LoggedRow, snapshot, window_rows, with_feedback
@@ -157,7 +158,8 @@ def gather(
     other = SHADOW if shadow else CHALLENGER
     with snapshot(engine) as conn:
         logged = window_rows(conn, since=since, until=until, model_name=model_name,
-                             arms=(CHAMPION, other), features=False)  # fmt: skip
+                             arms=(CHAMPION, other), features=False,
+                             columns=_SHADOW_COLUMNS if shadow else _COLUMNS)  # fmt: skip
         logged = with_feedback(conn, logged)
     rows = [
         r for r in logged
@@ -187,6 +189,11 @@ def gather(
             arms[r.arm].y_pred.append(r.label)
     pairs = _shadow_sample(logged) if shadow else None
     return Evidence(champion=arms[CHAMPION].sample(), challenger=arms[other].sample(), shadow=pairs)
+
+
+#: What the sums need of the ``predictions`` table's columns (and the shadow pairs).
+_COLUMNS = ("request_id", "row", "time", "arm", "model_version", "label", "latency_ms", "error")
+_SHADOW_COLUMNS = (*_COLUMNS, "probabilities")
 
 
 @dataclass
@@ -234,13 +241,22 @@ def _shadow_sample(rows: Sequence[LoggedRow]) -> ShadowSample:
     return ShadowSample(pairs=len(pairs), disagreements=disagreements, probability_difference=mean)
 
 
+def _loads(text: str) -> Any:
+    """JSON: orjson's, or the standard library's for what orjson refuses (``NaN``, which
+    ``json.dumps`` writes for a non-finite probability)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _probability(text: str | None, label: str) -> float | None:
     """``p(label)`` of a logged probabilities JSON object; ``None`` when missing or not
     finite."""
     if not text:
         return None
     try:
-        value = json.loads(text).get(label)
+        value = _loads(text).get(label)
     except (ValueError, AttributeError):  # not JSON, or not an object
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
