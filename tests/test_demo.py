@@ -26,6 +26,7 @@ def expanded(store: Path) -> sqlite3.Connection:
     engine.dispose()
     return sqlite3.connect(store)
 
+
 pytestmark = pytest.mark.slow
 
 MODEL = "breast_cancer"
