@@ -2,10 +2,11 @@
 
 The log keeps a hand-over's requests as one packed row (:mod:`mlcycle.monitor.log_batches`)
 and never writes a row per request, so no database index finds a request id. Each batch
-carries instead a Bloom filter of its ids, about 1.3 bytes an id (a 1 % false-positive
-rate at 10 bits an id, 7 probes): to find a request, the filters of every batch are read
-(a 37-character id costs the filter 1/30 of its text) and only the few batches they
-point to are read in full and checked.
+carries instead a Bloom filter of its ids: at least 10 bits an id, rounded up to a power
+of two (10 to 20 bits), 7 probes, so at most about 1 % of the batches let an absent id
+through (0.07 % for a batch of 500 ids, 16 bits each). To find a request, the filters of
+every batch are read (1 KB for 500 ids, against 16 KB of their text) and only the few
+batches they point to are read in full and checked.
 
 An id's 32-bit hash (its bytes as words, weighted and mixed, computed for a whole batch
 at once with numpy) is spread over the filter by multiply-shift hashing with seven odd

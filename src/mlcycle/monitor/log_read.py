@@ -211,8 +211,8 @@ def rows_of_requests(
             query = query.where(P.c.model_version == model_version)
         rows += starmap(LoggedRow, conn.execute(query.order_by(P.c.id)).all())
     hits = _batches_holding(conn, ids, model_version)
-    if hits:
-        query = _batch_query().where(B.c.id.in_(hits)).order_by(B.c.id)
+    for start in range(0, len(hits), _CHUNK):
+        query = _batch_query().where(B.c.id.in_(hits[start : start + _CHUNK])).order_by(B.c.id)
         rows += _batch_rows(conn, query, features, set(ids))
     return rows
 
@@ -277,9 +277,11 @@ def logged_labels(
             found[(rid, int(row))] = label
     hits = _batches_holding(conn, ids, model_version)
     wanted = set(ids)
-    query = sa.select(B.c.id, B.c.payload, B.c.request_ids).where(B.c.id.in_(hits))
-    for bid, payload, text in conn.execute(query) if hits else ():
-        found.update(_labels_of(decode_batch(payload, text, bid), wanted))
+    for start in range(0, len(hits), _CHUNK):
+        chunk = hits[start : start + _CHUNK]
+        query = sa.select(B.c.id, B.c.payload, B.c.request_ids).where(B.c.id.in_(chunk))
+        for bid, payload, text in conn.execute(query):
+            found.update(_labels_of(decode_batch(payload, text, bid), wanted))
     return found
 
 
