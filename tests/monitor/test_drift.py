@@ -14,6 +14,7 @@ from scipy.spatial.distance import jensenshannon
 
 from mlcycle.exceptions import DataError
 from mlcycle.monitor.drift import (
+    KS_EXACT_BELOW,
     DriftSettings,
     categorical_drift,
     dataset_drift,
@@ -30,7 +31,7 @@ REF = RNG.normal(0, 1, 2000)
 def test_small_numeric_windows_use_scipys_kolmogorov_smirnov() -> None:
     cur = RNG.normal(0.5, 1, 300)
     got = numeric_drift("x", REF, cur)
-    want = stats.ks_2samp(REF, cur, method="asymp")  # 2,000 x 300 values: asymptotic
+    want = stats.ks_2samp(REF, cur)
     assert got.test == "ks"
     assert got.statistic == pytest.approx(want.statistic, abs=0, rel=1e-12)
     assert got.p_value == pytest.approx(want.pvalue, rel=1e-12)
@@ -52,18 +53,18 @@ def test_missing_values_are_left_out_of_the_numeric_test() -> None:
     got = numeric_drift("x", REF, cur)
     assert got.n_current == 200
     clean = [v for v in cur if v is not None and not math.isnan(v)]
-    assert got.p_value == pytest.approx(
-        stats.ks_2samp(REF, clean, method="asymp").pvalue, rel=1e-12
-    )
+    assert got.p_value == pytest.approx(stats.ks_2samp(REF, clean).pvalue, rel=1e-12)
 
 
-def test_the_ks_p_value_is_exact_for_small_samples_and_close_to_it_for_large_ones() -> None:
+def test_live_windows_take_the_ks_p_value_as_r_does_exact_only_for_small_samples() -> None:
     ref, cur = RNG.normal(0, 1, 60), RNG.normal(0.4, 1, 40)  # 2,400 < 10,000: exact
     exact = stats.ks_2samp(ref, cur, method="exact").pvalue
-    assert numeric_drift("x", ref, cur).p_value == pytest.approx(exact, rel=1e-12)
+    small = numeric_drift("x", ref, cur, ks_exact_below=KS_EXACT_BELOW)
+    assert small.p_value == pytest.approx(exact, rel=1e-12)
     big = RNG.normal(0.05, 1, 1000)  # 2,000,000: asymptotic, within 1e-3 of exact here
-    got = numeric_drift("x", REF, big).p_value
-    assert got == pytest.approx(stats.ks_2samp(REF, big, method="exact").pvalue, abs=1e-3)
+    got = numeric_drift("x", REF, big, ks_exact_below=KS_EXACT_BELOW).p_value
+    assert got == pytest.approx(stats.ks_2samp(REF, big, method="asymp").pvalue, rel=1e-12)
+    assert got == pytest.approx(stats.ks_2samp(REF, big).pvalue, abs=1e-3)  # scipy's exact
 
 
 def test_small_categorical_windows_use_scipys_chi_square_on_the_contingency_table() -> None:

@@ -14,11 +14,12 @@ categorical     chi-square on the 2 x K table,         Jensen-Shannon distance
 The population stability index (PSI) is computed for every feature too (decile bins of
 the reference for numbers, categories for categories). A dataset drifts when the share
 of drifted features reaches ``dataset_share``. Statistics and p-values are scipy's own
-(``ks_2samp``, ``wasserstein_distance``, ``chi2_contingency``, ``jensenshannon``); the
-KS p-value is exact when the product of the two sample sizes is below 10,000 and
-asymptotic above it, as R's ``ks.test`` chooses (scipy's exact p-value for 1,000 values
-against a 2,000-value reference takes ~4 ms, two thirds of a live window's evaluation,
-and differs from the asymptotic one by far less than any ``alpha`` tells apart).
+(``ks_2samp``, ``wasserstein_distance``, ``chi2_contingency``, ``jensenshannon``). The
+server's live windows ask for the KS p-value as R's ``ks.test`` chooses it instead
+(``ks_exact_below``: exact when the two sample sizes multiply to less than 10,000,
+asymptotic above): scipy's exact p-value for 1,000 values against a 2,000-value
+reference takes ~4 ms, two thirds of a window's evaluation, and differs from the
+asymptotic one by far less than any ``alpha`` tells apart.
 Missing values (NaN, ``None``, ``""``) are left out: their rate is a metric of its own.
 """
 
@@ -107,19 +108,22 @@ def psi(
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-#: Sample-size product from which the KS p-value is asymptotic (R's ``ks.test`` rule).
+#: Sample-size product from which R's ``ks.test`` gives the asymptotic KS p-value.
 KS_EXACT_BELOW = 10_000
 
 
-def ks_method(n_reference: int, n_current: int) -> str:
-    """``"exact"`` for small samples, ``"asymp"`` from :data:`KS_EXACT_BELOW` on.
+def ks_method(n_reference: int, n_current: int, exact_below: int | None) -> str:
+    """scipy's ``ks_2samp`` method: its own choice (``"auto"``) when ``exact_below`` is
+    ``None``, else ``"exact"`` below that product of the sample sizes, ``"asymp"`` from it.
 
     Examples
     --------
-    >>> ks_method(50, 100), ks_method(2000, 1000)
-    ('exact', 'asymp')
+    >>> ks_method(2000, 1000, None), ks_method(50, 100, 10_000), ks_method(2000, 1000, 10_000)
+    ('auto', 'exact', 'asymp')
     """
-    return "exact" if n_reference * n_current < KS_EXACT_BELOW else "asymp"
+    if exact_below is None:
+        return "auto"
+    return "exact" if n_reference * n_current < exact_below else "asymp"
 
 
 def numeric_drift(
@@ -127,8 +131,13 @@ def numeric_drift(
     reference: Sequence[float] | np.ndarray[Any, Any],
     current: Sequence[float] | np.ndarray[Any, Any],
     settings: DriftSettings | None = None,
+    *,
+    ks_exact_below: int | None = None,
 ) -> FeatureDrift:
     """Drift of a numeric feature: KS for small windows, normed Wasserstein for large.
+
+    ``ks_exact_below``: ``None`` for scipy's own choice of the KS p-value's method, or
+    :data:`KS_EXACT_BELOW` for R's (see the module notes).
 
     Raises
     ------
@@ -143,7 +152,7 @@ def numeric_drift(
     edges = np.unique(np.quantile(ref, np.linspace(0, 1, s.psi_bins + 1))[1:-1])
     index = psi(_bin_shares(ref, edges), _bin_shares(cur, edges))
     if len(cur) <= s.small_sample:
-        result = stats.ks_2samp(ref, cur, method=ks_method(len(ref), len(cur)))
+        result = stats.ks_2samp(ref, cur, method=ks_method(len(ref), len(cur), ks_exact_below))
         p = float(result.pvalue)
         return FeatureDrift(
             feature, "numeric", "ks", float(result.statistic), p, s.alpha, p < s.alpha,

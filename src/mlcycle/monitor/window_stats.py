@@ -51,6 +51,7 @@ import numpy as np
 
 from mlcycle.exceptions import DataError
 from mlcycle.monitor.drift import (
+    KS_EXACT_BELOW,
     DatasetDrift,
     DriftSettings,
     FeatureDrift,
@@ -361,13 +362,19 @@ def _feature_drift(
         column = rows.numeric[:, j]
         if not np.isfinite(column).any():
             continue
-        results.append(numeric_drift(name, spec.sample, column, settings))
+        results.append(
+            numeric_drift(name, spec.sample, column, settings, ks_exact_below=KS_EXACT_BELOW)
+        )
     for j, name in enumerate(categorical_names):
         spec = specs.get(name)
         if spec is not None and spec.kind == "text" and spec.sample:
             lengths = text_lengths(rows.categorical[:, j], missing_category)
             if lengths.size:  # a text's drift is the drift of its length
-                results.append(numeric_drift(name, spec.sample, lengths, settings))
+                results.append(
+                    numeric_drift(
+                        name, spec.sample, lengths, settings, ks_exact_below=KS_EXACT_BELOW
+                    )
+                )
             continue
         if spec is None or not spec.counts:
             continue
