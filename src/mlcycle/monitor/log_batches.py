@@ -39,6 +39,7 @@ __all__ = [
     "backlog",
     "decode_batch",
     "expand_batches",
+    "has_batches",
     "pack_batch",
     "predicted_labels",
 ]
@@ -344,7 +345,7 @@ def expand_batches(
         Stop once about this many rows were written (``None``: all of them).
     """
     written = 0
-    if not _has_batches(engine):
+    if not has_batches(engine):
         return 0
     while max_rows is None or written < max_rows:
         oldest = sa.select(B.c.id).order_by(B.c.id).limit(20)
@@ -371,7 +372,7 @@ def expand_batches(
     return written
 
 
-def _has_batches(bind: sa.Engine | sa.Connection) -> bool:
+def has_batches(bind: sa.Engine | sa.Connection) -> bool:
     """Whether the store has the batches table (a store written by mlcycle before it
     existed and not opened with :func:`~mlcycle.monitor.store.connect` since has not)."""
     return sa.inspect(bind).has_table(B.name)
@@ -379,7 +380,7 @@ def _has_batches(bind: sa.Engine | sa.Connection) -> bool:
 
 def backlog(engine: sa.Engine) -> int:
     """The ``predictions`` rows waiting in batches."""
-    if not _has_batches(engine):
+    if not has_batches(engine):
         return 0
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(B.c.rows), 0))).scalar()

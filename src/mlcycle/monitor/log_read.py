@@ -22,7 +22,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from mlcycle.monitor.id_filter import may_hold
-from mlcycle.monitor.log_batches import DecodedBatch, batch_rows, decode_batch, predicted_labels
+from mlcycle.monitor.log_batches import (
+    DecodedBatch,
+    batch_rows,
+    decode_batch,
+    has_batches,
+    predicted_labels,
+)
 from mlcycle.monitor.store import FEEDBACK, PREDICTION_BATCHES, PREDICTION_COLUMNS, PREDICTIONS
 
 __all__ = [
@@ -171,16 +177,12 @@ def _batch_rows(
     features: bool,
     request_ids: Collection[str] | None = None,
 ) -> Iterator[LoggedRow]:
-    if not _has_batches(conn):
+    if not has_batches(conn):
         return
     for bid, name, version, stage, payload, ids in conn.execute(query):
         batch = decode_batch(payload, ids, bid)
         for r in batch_rows(batch, name, version, stage, features=features, only=request_ids):
             yield LoggedRow(*r)
-
-
-def _has_batches(bind: sa.Engine | sa.Connection) -> bool:
-    return sa.inspect(bind).has_table(B.name)
 
 
 def rows_of_requests(
@@ -223,7 +225,7 @@ def _batches_holding(
     """The ids of the batches holding any of ``request_ids``: those whose id filter may
     hold one (:mod:`mlcycle.monitor.id_filter`), checked against their ids."""
     wanted = set(request_ids)
-    if not wanted or not _has_batches(conn):
+    if not wanted or not has_batches(conn):
         return []
     query = sa.select(B.c.id, B.c.id_filter)
     if model_version is not None:
@@ -350,7 +352,7 @@ def log_extent(
             table = table.where(P.c[column] == value)
             batches = batches.where(B.c[column] == value)
     parts = [conn.execute(table).one()]
-    if _has_batches(conn):
+    if has_batches(conn):
         parts.append(conn.execute(batches).one())
     n = sum(int(p[0] or 0) for p in parts)
     lows = [float(p[1]) for p in parts if p[1] is not None]
@@ -362,7 +364,7 @@ def predicted_classes(conn: sa.Connection) -> list[str]:
     """The distinct predicted labels in the log, sorted."""
     labels = {str(v) for (v,) in conn.execute(sa.select(P.c.label).where(
         P.c.label.is_not(None)).distinct())}  # fmt: skip
-    if _has_batches(conn):
+    if has_batches(conn):
         for bid, payload, text in conn.execute(sa.select(B.c.id, B.c.payload, B.c.request_ids)):
             batch = decode_batch(payload, text, bid)
             finite, predicted, _ = predicted_labels(batch.proba)
