@@ -6,11 +6,15 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mlcycle.monitor import service
+from mlcycle.monitor.log_read import snapshot, window_rows
 from mlcycle.monitor.service import MonitorClient
 from mlcycle.monitor.settings import MonitorSettings
+from mlcycle.monitor.store import connect
 from mlcycle.serve.app import monitor_facts
 from mlcycle.serve.model import ServedModel
 from mlcycle.serve.settings import ServeSettings
@@ -56,3 +60,62 @@ def test_every_thread_of_the_monitor_process_runs_at_idle_priority(
     finally:
         client.close()
     assert client.process.returncode == 0
+
+
+def _one_row(served: ServedModel) -> tuple[dict[str, Any], Any]:
+    row = {"x0": 0.1, "color": "red", "x1": 1.0, "size": "M", "x2": -0.5}
+    batch = served.validator.records([row])
+    _, proba = served.predict(batch.inputs)
+    return batch.inputs, proba
+
+
+def _wait_sent(client: MonitorClient, count: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while client._sent < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return client._sent >= count
+
+
+def test_the_sender_goes_early_when_the_queue_holds_a_quarter_of_its_capacity(
+    mixed_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "SEND_EVERY", 600.0)  # only the queue can wake it
+    served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
+    settings = MonitorSettings(store=str(tmp_path / "monitor.db"), buffer_capacity=40)
+    client = MonitorClient(settings, monitor_facts(served))
+    try:
+        inputs, proba = _one_row(served)
+        for i in range(9):
+            client.record(f"r{i}", inputs, proba, 0.001)
+        assert not _wait_sent(client, 1, 0.5), "9 rows of a 40-row queue went before time"
+        client.record("r9", inputs, proba, 0.001)  # 10 rows: a quarter
+        assert _wait_sent(client, 1, 10), "a quarter-full queue was not handed over"
+        assert client._queued == 0 and client.dropped == 0
+    finally:
+        client.close()
+
+
+def test_flush_and_close_hand_over_at_once_without_waiting_for_the_next_send(
+    mixed_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "SEND_EVERY", 600.0)
+    served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
+    store = tmp_path / "monitor.db"
+    client = MonitorClient(MonitorSettings(store=str(store)), monitor_facts(served))
+    inputs, proba = _one_row(served)
+    try:
+        client.record("before-flush", inputs, proba, 0.001)
+        started = time.monotonic()
+        assert client.flush(timeout=30), "flush did not hand the request over"
+        client.record("before-close", inputs, proba, 0.001)
+    finally:
+        client.close(timeout=30)
+    assert time.monotonic() - started < 60  # not SEND_EVERY (600 s)
+    assert client.process.returncode == 0
+    engine = connect(str(store))
+    try:
+        with snapshot(engine) as conn:
+            ids = {r.request_id for r in window_rows(conn, features=False)}
+    finally:
+        engine.dispose()
+    assert ids == {"before-flush", "before-close"}

@@ -7,8 +7,9 @@ take the interpreter lock from it. So each worker starts one monitor process
 
 * the request path appends a reference to a bounded queue (:meth:`MonitorClient.record`);
   when the queue is full the rows are dropped and counted, and the request goes on;
-* a sender thread takes the queue every few milliseconds, joins the requests' arrays into
-  one message and writes it to a socket (numpy arrays pickle as raw buffers);
+* a sender thread takes the queue once a second (sooner when it holds a quarter of its
+  capacity, or when asked to flush), joins the requests' arrays into one message and
+  writes it to a socket (numpy arrays pickle as raw buffers);
 * the monitor process (:func:`_monitor_main`) unpacks each message into a
   :class:`~mlcycle.monitor.live.LiveMonitor`, which logs, measures, tests and alarms.
 
@@ -44,7 +45,15 @@ __all__ = ["PROCESS_NAME", "MonitorClient"]
 
 log = logging.getLogger("mlcycle.monitor")
 
-_SEND_EVERY = 0.1  # seconds between messages to the monitor process
+#: Seconds between messages to the monitor process. Each message wakes the monitor,
+#: and its work, however little, evicts the worker's data from the CPU's caches: at a
+#: fixed 1,300 one-row requests/s, a worker's CPU time per request was 5.7 % above
+#: monitoring off with a message every 0.1 s, 3.0 % every 0.5 s and 1.5 % every 1 s
+#: (the monitor's own 8.8 %, 6.3 % and 5.4 %), see docs/benchmarks.md.
+SEND_EVERY = 1.0
+#: The sender goes early once the queue holds this share of ``buffer_capacity`` rows, so
+#: that big requests (512 rows at 130 requests/s are 66,000 rows/s) never fill it.
+SEND_AT_SHARE = 0.25
 #: Where the ``SCHED_IDLE`` policy is not available, the monitor process runs at this
 #: niceness: when the CPU is short, the workers come first and the monitor catches up
 #: later (its queues are bounded).
@@ -83,6 +92,8 @@ class MonitorClient:
         self._on_drop = on_drop
         self._queue: deque[tuple[Any, ...]] = deque()
         self._queued = 0  # rows in the queue (a failed request counts 1): what is bounded
+        self._send_at = max(1, int(self.capacity * SEND_AT_SHARE))
+        self._send_now = threading.Event()  # wakes the sender before SEND_EVERY is up
         self._blocks = [b for b, _, _ in model.blocks]
         self._images: tuple[str, ...] | None = None  # the inputs that are images
         # A fresh interpreter (``python -m mlcycle.monitor.service``) on two socket pairs:
@@ -128,6 +139,8 @@ class MonitorClient:
             self._drop(len(proba))
             return
         self._queued += len(proba)
+        if self._queued >= self._send_at and not self._send_now.is_set():
+            self._send_now.set()
         if self._images is None:  # the first request says which inputs are images
             self._images = tuple(k for k, a in inputs.items() if a.ndim > 2)
         if self._images:  # send 2 numbers per image, not its pixels
@@ -187,6 +200,7 @@ class MonitorClient:
     def flush(self, timeout: float = 10.0) -> bool:
         """Hand over everything queued and wait until the monitor has written it."""
         deadline = time.monotonic() + timeout
+        self._send_now.set()
         while (self._queue or self._sending) and time.monotonic() < deadline:
             time.sleep(0.005)
         left = max(0.1, deadline - time.monotonic())
@@ -196,9 +210,10 @@ class MonitorClient:
     def close(self, timeout: float = 30.0) -> None:
         """Hand over what is queued, let the monitor write it, and stop the process."""
         deadline = time.monotonic() + timeout
+        self._stop.set()  # the sender hands over what is queued, then stops
+        self._send_now.set()
         while (self._queue or self._sending) and time.monotonic() < deadline:
             time.sleep(0.005)
-        self._stop.set()
         self._thread.join(timeout)
         with contextlib.suppress(OSError):
             self._data.send(None)
@@ -225,24 +240,28 @@ class MonitorClient:
 
     def _send_loop(self) -> None:
         while not self._stop.is_set() or self._queue:
+            if not self._stop.is_set():
+                self._send_now.wait(SEND_EVERY)
+                self._send_now.clear()
             if not self._queue:
-                self._stop.wait(_SEND_EVERY)
                 continue
             self._sending = True
             items = [self._queue.popleft() for _ in range(len(self._queue))]
-            weight = len(items)  # rows, a failed request counting 1 (known once packed)
             try:
                 message = message_of(items, self._blocks)
-                weight = int(np.maximum(message["rows"], 1).sum())
-                self._send(message, weight)
             except Exception:
                 log.exception("monitor: packing %d requests failed", len(items))
-                self._drop(weight)
-            finally:
-                self._queued -= weight
+                lost = sum(1 if item[-1] is None else len(item[-1]) for item in items)
+                self._queued -= lost
+                self._drop(lost)
                 self._sending = False
-            if not self._stop.is_set():
-                time.sleep(_SEND_EVERY)
+                continue
+            # Rows, a failed request counting 1. Taken off before sending: a request queued
+            # meanwhile must not find the queue still full and wake the sender again.
+            weight = int(np.maximum(message["rows"], 1).sum())
+            self._queued -= weight
+            self._send(message, weight)
+            self._sending = False
 
 
 # -- the monitor process ---------------------------------------------------------------
@@ -296,6 +315,9 @@ def _monitor_main(
     watchers = build_watchers(settings, model, engine, metrics)
     monitor = LiveMonitor(settings, model, metrics, engine=engine, watchers=watchers)
 
+    # scipy (the drift tests) takes about a second of CPU to import: now, beside the
+    # server's own start-up, rather than at the first window evaluation, under load.
+    threading.Thread(target=_import_drift_tests, name="mlcycle-monitor-import", daemon=True).start()
     received = [0]  # messages taken from the data socket (flush waits for its count)
     threading.Thread(
         target=_answer_commands,
@@ -316,6 +338,14 @@ def _monitor_main(
             log.exception("unpacking a message failed")
         received[0] += 1
     monitor.close()
+
+
+def _import_drift_tests() -> None:  # pragma: no cover - runs in the monitor process
+    try:
+        import scipy.spatial.distance
+        import scipy.stats  # noqa: F401
+    except Exception:  # imported again (and the error shown) where the tests need it
+        log.debug("importing scipy ahead failed", exc_info=True)
 
 
 def _answer_commands(
