@@ -12,25 +12,25 @@ the server reaches at full speed:
    monitoring on gives an upper bound of the request path's share (printed apart:
    under valgrind a request takes milliseconds, so every wake-up of the worker's other
    threads falls on a few requests);
-2. **the request path, the hand-over and the monitor process**, stage by stage: a
-   child process under
-   callgrind builds the monitor exactly as a worker's monitor process does (same
-   settings, model facts, store, alarm rules and detectors) and feeds it messages of
-   ``--batch`` requests each (what a worker hands over every 0.1 s: at 5,000 one-row
-   requests/s, 500). Each stage runs twice, with 2 and with
-   2 + ``--chunks`` messages, so that one-time costs (imports, first calls, caches)
-   cancel out: what is left is the marginal cost of a request. Each stage does one
-   more step than the one before (the first only builds what the worker has of each
-   request anyway), and the difference is the step's cost: ``MonitorClient.record``,
-   which the request path calls; the sender's packing and pickling and the monitor's
-   unpickling; taking requests in (windows, counters, streaming detectors);
-   packing the message's requests into one prediction-log batch; inserting it into
-   SQLite; and, reported apart, expanding the batch into ``predictions`` rows (features
-   and probabilities as JSON, one insert per row), which the server does only when
-   ``serve.monitor.expand_after`` is set (off by default: mlcycle reads the batches as
-   they are; ``mlcycle monitor expand`` expands on demand, for SQL of your own). A
-   window evaluation (input and output metrics, 30 drift tests, alarm rules) is
-   counted the same way (1 and 4 of them) and charged at one per
+2. **the request path, the hand-over and the monitor process**, stage by stage: a child
+   process under callgrind builds the monitor exactly as a worker's monitor process does
+   (same settings, model facts, store, alarm rules and detectors) and feeds it messages
+   of ``--batch`` requests each (500 by default; a worker hands over once a second, or
+   once 5,000 rows wait, so at 5,000 one-row requests/s its messages carry up to 10
+   times that: 500 charges per-message costs to fewer requests than the server does).
+   Each stage runs twice, with 2 and with 2 + ``--chunks`` messages, so that one-time
+   costs (imports, first calls, caches) cancel out: what is left is the marginal cost of
+   a request. Each stage does one more step than the one before (the first only builds
+   what the worker has of each request anyway), and the difference is the step's cost:
+   ``MonitorClient.record``, which the request path calls; the sender's packing and
+   pickling and the monitor's unpickling; taking requests in (windows, counters,
+   streaming detectors); packing the message's requests into one prediction-log batch;
+   inserting it into SQLite; and, reported apart, expanding the batch into
+   ``predictions`` rows (features and probabilities as JSON, one insert per row), which
+   the server does only when ``serve.monitor.expand_after`` is set (off by default:
+   mlcycle reads the batches as they are; ``mlcycle monitor expand`` expands on demand,
+   for SQL of your own). A window evaluation (input and output metrics, 30 drift tests,
+   alarm rules) is counted the same way (1 and 4 of them) and charged at one per
    ``window.min_seconds`` (10 s) at ``--rate`` requests/s.
 
 The sum is set against the worker's instructions per request with monitoring off. On a
@@ -41,7 +41,7 @@ expansion.
 
 Run: ``.venv/bin/python bench/monitor_cost.py`` (about 8 minutes: each valgrind run
 starts a Python interpreter at a fiftieth of its speed); ``--rows 512`` for 512-row
-requests (and ``--batch 10``: about what 0.1 s carries at that size);
+requests (and ``--batch 10``: the 5,000 rows after which a worker hands over early);
 ``--skip-worker`` to count only the monitor side. Needs ``valgrind``.
 """
 
@@ -154,7 +154,7 @@ def child(args: argparse.Namespace, stage: str) -> None:
         for rid, inputs, p in requests:
             client.record(rid, inputs, p, 0.0003, arm="champion", pipeline_id=None)
         queued.append(list(client._queue))
-        client._queue.clear()  # (what the sender does every 0.1 s)
+        client._queue.clear()  # (what the sender does once a second)
         client._queued = 0
     client.process.kill()
     if stage == "record":

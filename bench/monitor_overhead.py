@@ -12,11 +12,11 @@ What it reports, per request:
 * **main thread**: the event loop, which answers the request (HTTP, decode, predict,
   encode) and, with monitoring on, appends the request to the monitor's queue;
 * **other threads**: with monitoring on, the sender thread that hands the queue to the
-  monitor process every 100 ms (plus, in both, onnxruntime's and the server's helpers).
+  monitor process once a second (plus, in both, onnxruntime's and the server's helpers).
 
-Under valgrind a request takes about 20 ms, so every request travels to the monitor
-process in a message of its own; at full speed a message carries tens of requests, so
-the "other threads" figure here is an upper bound. The monitor process itself is not
+Under valgrind a request takes about 20 ms, so a message to the monitor process
+carries about 50 requests; at full speed it carries thousands, so the "other threads"
+figure here is an upper bound. The monitor process itself is not
 counted: it runs at the ``SCHED_IDLE`` priority beside the workers (``bench/serve.py``
 measures its CPU).
 

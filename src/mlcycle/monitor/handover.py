@@ -1,7 +1,7 @@
 """What a server worker hands its monitor: requests column by column.
 
 The request path queues one tuple per request (:data:`Request`), the cheapest thing it
-can do. Every 100 ms the worker's sender turns the queue into one message of columns
+can do. Once a second the worker's sender turns the queue into one message of columns
 (:func:`message_of`): times, latencies and statuses as arrays, the ids as a list, values
 that every request shares (the arm, no error, no pipeline) sent once, and the model
 inputs and probabilities of all the answered requests joined. numpy arrays pickle as raw
