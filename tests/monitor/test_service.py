@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from mlcycle.monitor import service
 from mlcycle.monitor.log_read import snapshot, window_rows
 from mlcycle.monitor.service import MonitorClient
 from mlcycle.monitor.settings import MonitorSettings
@@ -79,9 +78,11 @@ def _wait_sent(client: MonitorClient, count: int, seconds: float) -> bool:
 def test_the_sender_goes_early_when_the_queue_holds_a_quarter_of_its_capacity(
     mixed_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "SEND_EVERY", 600.0)  # only the queue can wake it
     served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
-    settings = MonitorSettings(store=str(tmp_path / "monitor.db"), buffer_capacity=40)
+    # Only the queue can wake the sender within the test.
+    settings = MonitorSettings(
+        store=str(tmp_path / "monitor.db"), buffer_capacity=40, handover_interval=600.0
+    )
     client = MonitorClient(settings, monitor_facts(served))
     try:
         inputs, proba = _one_row(served)
@@ -98,10 +99,10 @@ def test_the_sender_goes_early_when_the_queue_holds_a_quarter_of_its_capacity(
 def test_flush_and_close_hand_over_at_once_without_waiting_for_the_next_send(
     mixed_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "SEND_EVERY", 600.0)
     served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
     store = tmp_path / "monitor.db"
-    client = MonitorClient(MonitorSettings(store=str(store)), monitor_facts(served))
+    settings = MonitorSettings(store=str(store), handover_interval=600.0)
+    client = MonitorClient(settings, monitor_facts(served))
     inputs, proba = _one_row(served)
     try:
         client.record("before-flush", inputs, proba, 0.001)
@@ -110,7 +111,7 @@ def test_flush_and_close_hand_over_at_once_without_waiting_for_the_next_send(
         client.record("before-close", inputs, proba, 0.001)
     finally:
         client.close(timeout=30)
-    assert time.monotonic() - started < 60  # not SEND_EVERY (600 s)
+    assert time.monotonic() - started < 60  # not handover_interval (600 s)
     assert client.process.returncode == 0
     engine = connect(str(store))
     try:

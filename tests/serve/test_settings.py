@@ -39,6 +39,10 @@ def test_defaults_listen_on_loopback_with_a_10_mb_body_limit() -> None:
         ({"batching": 3}, "serve.batching must be a mapping"),
         ({"monitor": {"expand_after": "soon"}}, "serve.monitor.expand_after must be a float"),
         ({"monitor": {"expand_after": -1}}, "serve.monitor.expand_after must be >= 0 seconds"),
+        (
+            {"monitor": {"handover_interval": 0}},
+            "serve.monitor.handover_interval must be positive seconds",
+        ),
     ],
 )
 def test_bad_settings_name_the_key_and_the_allowed_values(data: dict, needle: str) -> None:  # type: ignore[type-arg]

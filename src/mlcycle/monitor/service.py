@@ -7,9 +7,10 @@ take the interpreter lock from it. So each worker starts one monitor process
 
 * the request path appends a reference to a bounded queue (:meth:`MonitorClient.record`);
   when the queue is full the rows are dropped and counted, and the request goes on;
-* a sender thread takes the queue once a second (sooner when it holds a quarter of its
-  capacity, or when asked to flush), joins the requests' arrays into one message and
-  writes it to a socket (numpy arrays pickle as raw buffers);
+* a sender thread takes the queue once a second (``serve.monitor.handover_interval``;
+  sooner when it holds a quarter of its capacity, or when asked to flush), joins the
+  requests' arrays into one message and writes it to a socket (numpy arrays pickle as
+  raw buffers);
 * the monitor process (:func:`_monitor_main`) unpacks each message into a
   :class:`~mlcycle.monitor.live.LiveMonitor`, which logs, measures, tests and alarms.
 
@@ -45,14 +46,9 @@ __all__ = ["PROCESS_NAME", "MonitorClient"]
 
 log = logging.getLogger("mlcycle.monitor")
 
-#: Seconds between messages to the monitor process. Each message wakes the monitor,
-#: and its work, however little, evicts the worker's data from the CPU's caches: at a
-#: fixed 1,300 one-row requests/s, a worker's CPU time per request was 5.7 % above
-#: monitoring off with a message every 0.1 s, 3.0 % every 0.5 s and 1.5 % every 1 s
-#: (the monitor's own 8.8 %, 6.3 % and 5.4 %), see docs/benchmarks.md.
-SEND_EVERY = 1.0
-#: The sender goes early once the queue holds this share of ``buffer_capacity`` rows, so
-#: that big requests (512 rows at 130 requests/s are 66,000 rows/s) never fill it.
+#: The sender hands over every ``serve.monitor.handover_interval`` seconds, and early
+#: once the queue holds this share of ``buffer_capacity`` rows, so that big requests
+#: (512 rows at 130 requests/s are 66,000 rows/s) never fill it.
 SEND_AT_SHARE = 0.25
 #: Where the ``SCHED_IDLE`` policy is not available, the monitor process runs at this
 #: niceness: when the CPU is short, the workers come first and the monitor catches up
@@ -92,8 +88,9 @@ class MonitorClient:
         self._on_drop = on_drop
         self._queue: deque[tuple[Any, ...]] = deque()
         self._queued = 0  # rows in the queue (a failed request counts 1): what is bounded
+        self._send_every = settings.handover_interval
         self._send_at = max(1, int(self.capacity * SEND_AT_SHARE))
-        self._send_now = threading.Event()  # wakes the sender before SEND_EVERY is up
+        self._send_now = threading.Event()  # wakes the sender before its interval is up
         self._blocks = [b for b, _, _ in model.blocks]
         self._images: tuple[str, ...] | None = None  # the inputs that are images
         # A fresh interpreter (``python -m mlcycle.monitor.service``) on two socket pairs:
@@ -241,7 +238,7 @@ class MonitorClient:
     def _send_loop(self) -> None:
         while not self._stop.is_set() or self._queue:
             if not self._stop.is_set():
-                self._send_now.wait(SEND_EVERY)
+                self._send_now.wait(self._send_every)
                 self._send_now.clear()
             if not self._queue:
                 continue

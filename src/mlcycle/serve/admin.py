@@ -283,7 +283,7 @@ async def _reload(request: Request, state: ServerState, rid: str) -> Response:
 #: Content types ``POST /admin/feedback`` takes.
 _CSV_TYPES = ("text/csv", "application/csv")
 # How long an import waits for this worker's monitors to write the predictions they hold;
-# then, on an unknown prediction, it tries this many times a store write interval apart.
+# then, on an unknown prediction, it tries this many times, other_workers_wait apart.
 _FLUSH_SECONDS = 15.0
 _RETRIES = 3
 
@@ -334,7 +334,7 @@ async def _feedback_import(request: Request, state: ServerState, rid: str) -> Re
     """``POST /admin/feedback``: a CSV of true labels, stored as ``mlcycle feedback import``."""
     from mlcycle.exceptions import DataError
     from mlcycle.monitor.feedback import FeedbackError, import_feedback_text
-    from mlcycle.serve.app import _FEEDBACK_CODES, require_monitor
+    from mlcycle.serve.app import _FEEDBACK_CODES, other_workers_wait, require_monitor
 
     require_monitor(state)
     overwrite, skip_invalid = _flag(request, "overwrite"), _flag(request, "skip_invalid")
@@ -358,7 +358,7 @@ async def _feedback_import(request: Request, state: ServerState, rid: str) -> Re
             except FeedbackError as exc:  # other workers' monitors may still be writing
                 if exc.status != 404 or tries == _RETRIES - 1:
                     raise
-            time.sleep(state.settings.monitor.flush_interval + 0.1)
+            time.sleep(other_workers_wait(state.settings.monitor))
         raise AssertionError("unreachable")
 
     try:

@@ -72,6 +72,7 @@ from mlcycle.serve.validation import FeatureBatch
 if TYPE_CHECKING:
     from mlcycle.monitor.live import ModelFacts
     from mlcycle.monitor.service import MonitorClient
+    from mlcycle.monitor.settings import MonitorSettings
     from mlcycle.retrain.trigger import RetrainTrigger
     from mlcycle.rollout.controller import RolloutController
     from mlcycle.serve.automation import Automation
@@ -493,7 +494,7 @@ async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
             except FeedbackError as exc:
                 if exc.status != 404 or attempt == _FEEDBACK_RETRIES - 1:
                     raise
-            time.sleep(state.settings.monitor.flush_interval + 0.1)
+            time.sleep(other_workers_wait(state.settings.monitor))
         raise AssertionError("unreachable")
 
     try:
@@ -509,8 +510,15 @@ async def _feedback(request: Request, state: ServerState, rid: str) -> Response:
 
 # How long feedback for an unknown request id waits for the monitor to write what it has.
 _FEEDBACK_FLUSH_SECONDS = 15.0
-# Then it tries this many times, a store write interval apart (for other workers' rows).
+# Then it tries this many times, other_workers_wait apart (for other workers' rows).
 _FEEDBACK_RETRIES = 3
+
+
+def other_workers_wait(settings: MonitorSettings) -> float:
+    """Seconds between two looks for a prediction another worker may still hold: two of
+    them cover its hand-over to its monitor and the store write after it."""
+    return (settings.handover_interval + settings.flush_interval) / 2 + 0.1
+
 
 _FEEDBACK_CODES = {
     400: "invalid_feedback",
