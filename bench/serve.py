@@ -388,9 +388,12 @@ def measure_servers(
             "cmd": server.proc.args,
         }
     rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    loads = [load for load in LOADS if load[0] in args.loads]
     for round_ in range(args.rounds):
-        for label, threads, conns, body in LOADS:
-            for server in servers:
+        for label, threads, conns, body in loads:
+            # Every other round the other way round (A B, B A, ...): a drift of the
+            # machine's speed within a round does not always favour the same server.
+            for server in servers if round_ % 2 == 0 else servers[::-1]:
                 if round_ == 0 and label == "c1":  # before a server's first one-row load
                     load(server, 2, 32, "one", args.warmup)
                 elif round_ == 0 and label == "b512_c1" and not args.quick:
@@ -515,7 +518,8 @@ def measure_inprocess(
     one_times = timed_loop(lambda: bundle.predict(one), min(seconds, 2.0))
     out: dict[str, Any] = {
         "config": "in-process",
-        "batch_rows_per_s": statistics.median(batch_rows_per_s),
+        # Without 512-row loads (``--loads``), no ceiling was measured between them.
+        "batch_rows_per_s": statistics.median(batch_rows_per_s) if batch_rows_per_s else None,
         "batch_rows_per_s_rounds": batch_rows_per_s,
         "one_p50_ms": float(np.percentile(one_times, 50)) * 1000,
         "one_p99_ms": float(np.percentile(one_times, 99)) * 1000,
@@ -619,14 +623,18 @@ def table(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> str:
     )
     lines = [head, "|---" + "|---:" * 12 + "|"]
     for config, r in results.items():
-        errs = sum(r[k]["errors"] for k, *_ in LOADS)
+        errs = sum(r[k]["errors"] for k, *_ in LOADS if k in r)
         name = config + (f" ({errs} errors)" if errs else "")
+
+        def cell(load: str, key: str, digits: int = 0, r: dict[str, Any] = r) -> str:
+            return fmt(r[load][key] if load in r else None, digits)
+
         lines.append(
-            f"| {name} | {fmt(r['c1']['rps'])} | {fmt(r['c1']['p50_ms'], 2)} "
-            f"| {fmt(r['c1']['p99_ms'], 2)} | {fmt(r['c32']['rps'])} "
-            f"| {fmt(r['c32']['p50_ms'], 2)} | {fmt(r['c32']['p99_ms'], 2)} "
-            f"| {fmt(r['c32']['server_cpu_us_per_request'])} "
-            f"| {fmt(r['b512_c1']['rows_per_s'])} | {fmt(r['b512_c4']['rows_per_s'])} "
+            f"| {name} | {cell('c1', 'rps')} | {cell('c1', 'p50_ms', 2)} "
+            f"| {cell('c1', 'p99_ms', 2)} | {cell('c32', 'rps')} "
+            f"| {cell('c32', 'p50_ms', 2)} | {cell('c32', 'p99_ms', 2)} "
+            f"| {cell('c32', 'server_cpu_us_per_request')} "
+            f"| {cell('b512_c1', 'rows_per_s')} | {cell('b512_c4', 'rows_per_s')} "
             f"| {fmt(r['ready_s'], 2)} | {fmt(r['rss_tree_mb'])} | {fmt(r['rss_worker_mb'])} |"
         )
     lines.append(
@@ -646,7 +654,7 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
     pairs = [(w, kind) for kind in ("reference", "reference_quiet") for w in ("1", "2")]
     for w, kind in pairs:
         ours, ref = results.get(f"mlcycle-{w}"), results.get(f"{kind}-{w}")
-        if ours and ref:
+        if ours and ref and "c32" in ours:
             x = ours["c32"]["rps"] / ref["c32"]["rps"]
             add(
                 f"one-row req/s c=32, mlcycle/{kind}, {w} worker(s)",
@@ -656,7 +664,7 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
             )
     for w in ("1", "2"):
         ours = results.get(f"mlcycle-{w}")
-        if ours:
+        if ours and "c32" in ours:
             p99 = ours["c32"]["p99_ms"]
             add(
                 f"p99 c=32 one-row, mlcycle {w} worker(s) (ms)",
@@ -667,7 +675,7 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
     for w in ("1", "2"):
         ours, off = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_nomon-{w}")
         if ours and off:
-            for load in ("c1", "c32", "b512_c1"):
+            for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
                 share = ours[load]["rps"] / off[load]["rps"]
                 low, high = paired_interval(ours[load], off[load], "rps")
                 # A verdict only when the rounds tell: the whole interval on one side.
@@ -683,7 +691,7 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
                     verdict,
                     f"; per round on/off, 90 % interval of the median {low:.0%}-{high:.0%}",
                 )
-            for load in ("c1", "c32", "b512_c1"):
+            for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
                 # The request path's own cost: worker CPU per request, monitor processes
                 # left out (they run beside the workers, on another core when one is free).
                 on = ours[load]["server_cpu_us_per_request"] - ours[load].get(
@@ -700,7 +708,7 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
     for w in ("1", "2"):
         ours, canary = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_canary-{w}")
         if ours and canary:
-            for load in ("c1", "c32", "b512_c1"):
+            for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
                 share = canary[load]["rps"] / ours[load]["rps"]
                 add(
                     f"req/s {load} canary 50/50 / one arm, mlcycle {w} worker(s)",
@@ -711,7 +719,9 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
     for w in ("1", "2"):
         ours = results.get(f"mlcycle-{w}")
         if ours:
-            for c in ("c1", "c4"):
+            for c in (
+                x for x in ("c1", "c4") if f"b512_{x}" in ours and inproc["batch_rows_per_s"]
+            ):
                 share = ours[f"b512_{c}"]["rows_per_s"] / inproc["batch_rows_per_s"]
                 add(
                     f"512-row rows/s {c.replace('c', 'c=')} / in-process, mlcycle {w} worker(s)",
@@ -752,6 +762,11 @@ def main() -> None:
         default=2,
         help="repeat every load this many times, interleaved; report medians",
     )
+    parser.add_argument(
+        "--loads",
+        default=",".join(label for label, *_ in LOADS),
+        help="comma-separated subset of the loads (many rounds of one load: --loads c32)",
+    )
     parser.add_argument("--json", type=Path, help="save the results to this JSON file")
     parser.add_argument(
         "--client", choices=("auto", "wrk", "python"), default="auto", help="load generator"
@@ -762,6 +777,10 @@ def main() -> None:
         help=f"comma-separated, from {CONFIGS + EXTRA_CONFIGS}",
     )
     args = parser.parse_args()
+    args.loads = [x for x in args.loads.split(",") if x]
+    labels = [label for label, *_ in LOADS]
+    if not args.loads or set(args.loads) - set(labels):
+        parser.error(f"--loads: choose from {labels} (comma-separated), got {args.loads}")
     if args.quick:
         args.duration = args.warmup = args.rounds = 1
     configs = [c for c in args.configs.split(",") if c]
@@ -872,7 +891,7 @@ def report(results: dict[str, dict[str, Any]], inproc: dict[str, Any], args: Any
     for w in ("1", "2"):
         for kind in ("reference", "reference_quiet"):
             ours, ref = results.get(f"mlcycle-{w}"), results.get(f"{kind}-{w}")
-            if ours and ref:
+            if ours and ref and "c32" in ours:
                 a = ours["c32"]["server_cpu_us_per_request"]
                 b = ref["c32"]["server_cpu_us_per_request"]
                 lines.append(
@@ -893,7 +912,7 @@ def report(results: dict[str, dict[str, Any]], inproc: dict[str, Any], args: Any
     splits = {
         c: r["c32"]["connections_per_worker"]
         for c, r in results.items()
-        if "connections_per_worker" in r["c32"]
+        if "connections_per_worker" in r.get("c32", {})
     }
     if splits:
         lines.append(
@@ -910,7 +929,11 @@ def report(results: dict[str, dict[str, Any]], inproc: dict[str, Any], args: Any
             else "asyncio keep-alive client in the benchmark process"
         )
         + f", {args.duration} s per measurement after a {args.warmup} s warm-up"
-        + (f", {args.rounds} interleaved rounds (medians). " if args.rounds > 1 else ". ")
+        + (
+            f", {args.rounds} interleaved rounds, servers in alternating order (medians). "
+            if args.rounds > 1
+            else ". "
+        )
         + (
             "p50/p99 are raw per-request latencies (wrk's coordinated-omission correction "
             "undone: its Lua `latency` object is already corrected). "

@@ -1,0 +1,269 @@
+"""Benchmark: what monitoring costs in CPU time, timed side by side so the noise cancels.
+
+On a shared 2-core machine the same server's requests/s move by 20-30 % from one
+2-second run to the next, and two processes of the same configuration differ by a few
+percent for their whole life: a 5 % difference cannot be read from throughput runs
+taken one after the other (``bench/serve.py`` says "cannot tell at this noise" then).
+This benchmark times CPU instead, in a way that cancels both kinds of noise:
+
+* **side by side**: each measured server is loaded *at the same time* as one reference
+  server (``--no-monitor``), both at the same fixed request rate (wrk with a Lua
+  ``delay``: ``--connections`` connections, each waiting ``--delay-ms`` between
+  requests), and its worker's CPU time per request is divided by the reference's over
+  the same seconds; a slower or faster machine moves both alike;
+* **several processes per configuration** (``--processes``): each configuration's
+  figure is the mean over its processes of their median ratio over ``--rounds``, so the
+  luck of one process's memory layout does not decide it; the spread of the
+  monitoring-off processes is the noise floor (they differ from the reference only by
+  being other processes);
+* at a fixed rate below saturation, so that neither server starves the other.
+
+It reports, per configuration: the worker's CPU time per request relative to the
+reference (the monitoring-on figure less the monitoring-off one is what monitoring adds
+to the worker, including the cost of sharing the CPU's caches with the monitor
+process), and the monitor process's CPU time per request relative to the reference
+worker's (the work moved out of the worker; it runs at ``SCHED_IDLE`` on whatever core
+is free).
+
+Run: ``.venv/bin/python bench/monitor_cpu.py`` (about 2.5 minutes with the defaults:
+4 processes each of monitoring on and off, 4 rounds of 3 s); ``--configs off,on,on@0.1``
+adds servers that hand over every 0.1 s (``serve.monitor.handover_interval``). Needs
+``wrk``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._load import wrk_path  # noqa: E402
+from bench.serve import (  # noqa: E402
+    HOST,
+    Server,
+    body_of,
+    build_bundle,
+    free_port,
+    server_command,
+    start,
+    stop_all,
+    tree_cpu_s,
+    wait_ready,
+)
+
+TARGET_SHARE = 0.05
+
+
+def start_config(name: str, bundle: Path, work: Path) -> Server:
+    """Start ``off`` (``--no-monitor``), ``on`` (the defaults) or ``on@SECONDS`` (with
+    ``serve.monitor.handover_interval=SECONDS``), one worker."""
+    port = free_port()
+    cmd, env = server_command("mlcycle_nomon-1" if name == "off" else "mlcycle-1", bundle, port)
+    if name.startswith("on@"):
+        cmd.append(f"serve.monitor.handover_interval={float(name[3:])}")
+    log = work / f"{name}-{port}.log"
+    t0 = time.perf_counter()
+    proc = start(cmd, env, work, log)
+    ready = wait_ready(f"http://{HOST}:{port}/v2/health/ready", proc, log) - t0
+    return Server(name, proc, port, log, ready)
+
+
+def lua_script(body: Path, delay_ms: float) -> str:
+    """POST ``body``; each connection waits ``delay_ms`` before its next request."""
+    return (
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'local f = assert(io.open("{body}", "rb"))\n'
+        "wrk.body = f:read('*a')\n"
+        "f:close()\n"
+        f"function delay() return {delay_ms} end\n"
+    )
+
+
+def side_by_side(
+    a: Server, b: Server, script: Path, connections: int, seconds: int
+) -> tuple[tuple[float, float, int], tuple[float, float, int]]:
+    """Load ``a`` and ``b`` at once; per server (worker CPU s, monitor CPU s, requests)."""
+    wrk = wrk_path()
+    assert wrk is not None
+    before = [tree_cpu_s(s.proc) for s in (a, b)]
+    procs = [
+        subprocess.Popen(
+            [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), s.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for s in (a, b)
+    ]
+    outs = [p.communicate()[0] for p in procs]
+    after = [tree_cpu_s(s.proc) for s in (a, b)]
+    out = []
+    for (t0, m0), (t1, m1), text in zip(before, after, outs, strict=True):
+        lines = [line for line in text.splitlines() if "requests in" in line]
+        if not lines:
+            raise RuntimeError(f"wrk said:\n{text}")
+        n = int(lines[0].split()[0])
+        out.append(((t1 - m1) - (t0 - m0), m1 - m0, n))
+    return out[0], out[1]
+
+
+def interval(values: list[float], level: float = 0.9, resamples: int = 2000) -> tuple[float, float]:
+    """Bootstrap interval of the mean of ``values``."""
+    rng = random.Random(0)
+    means = sorted(statistics.mean(rng.choices(values, k=len(values))) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return means[int(tail * resamples)], means[int((1 - tail) * resamples) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=4, help="servers per configuration")
+    parser.add_argument("--rounds", type=int, default=4, help="side-by-side runs per server")
+    parser.add_argument("--seconds", type=int, default=3, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections per server")
+    parser.add_argument(
+        "--delay-ms", type=float, default=5.0, help="each connection's pause between requests"
+    )
+    parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument(
+        "--configs",
+        default="off,on",
+        help="comma-separated: off (--no-monitor), on (defaults), on@SECONDS (with "
+        "serve.monitor.handover_interval=SECONDS)",
+    )
+    args = parser.parse_args()
+    args.configs = [c for c in args.configs.split(",") if c]
+    for c in args.configs:
+        try:
+            ok = c in ("off", "on") or (c.startswith("on@") and float(c[3:]) > 0)
+        except ValueError:
+            ok = False
+        if not ok:
+            parser.error(f"--configs: {c!r} is not off, on or on@SECONDS (e.g. on@0.1)")
+    if wrk_path() is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    if min(args.processes, args.rounds, args.seconds, args.connections, args.rows) < 1:
+        parser.error("--processes, --rounds, --seconds, --connections and --rows must be >= 1")
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="mlcycle-monitor-cpu-") as tmp:
+        work = Path(tmp)
+        try:
+            lines = run(args, work)
+        finally:
+            stop_all()
+    print(f"\n## Monitoring's CPU time per request, side by side ({datetime.date.today()})\n")
+    print("\n".join(lines))
+    print(
+        f"\nmachine: {os.cpu_count()} cores; load average {load_before[0]:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after. Run took {time.perf_counter() - started:.0f} s."
+    )
+
+
+def run(args: argparse.Namespace, work: Path) -> list[str]:
+    bundle, raw = build_bundle(work / "bundle")
+    body = work / "body.json"
+    body.write_bytes(body_of(raw.sample(args.rows, replace=True, random_state=0)))
+    script = work / "post.lua"
+    script.write_text(lua_script(body, args.delay_ms))
+    reference = start_config("off", bundle, work)
+    servers = [
+        (name, start_config(name, bundle, work))
+        for name in args.configs
+        for _ in range(args.processes)
+    ]
+    last_start = time.monotonic()
+    # Warm-up, long enough that every monitor has made its first window evaluation
+    # (window.min_seconds, 10 s, after it started, with 1,000 rows): the measured rounds
+    # are the steady state, an evaluation every 10 s included.
+    for _, server in servers:
+        side_by_side(server, reference, script, args.connections, 2)
+    time.sleep(max(0.0, last_start + 11 - time.monotonic()))
+    for _, server in servers:
+        side_by_side(server, reference, script, args.connections, 1)
+    # Per server: worker CPU s, monitor CPU s, requests; the reference's CPU s, requests.
+    sums = {i: [0.0, 0.0, 0, 0.0, 0] for i in range(len(servers))}
+    rates: list[float] = []
+    for round_ in range(args.rounds):
+        order = list(range(len(servers)))
+        random.Random(round_).shuffle(order)
+        for i in order:
+            (w, m, n), (w_ref, _, n_ref) = side_by_side(
+                servers[i][1], reference, script, args.connections, args.seconds
+            )
+            per_ref = w_ref / n_ref
+            for k, x in enumerate((w, m, n, w_ref, n_ref)):
+                sums[i][k] += x
+            rates += [n / args.seconds, n_ref / args.seconds]
+            print(
+                f"  round {round_ + 1} {servers[i][0]:>3} #{i}: worker {w / n * 1e6:6.1f} µs/req "
+                f"(reference {per_ref * 1e6:6.1f}), monitor {m / n * 1e6:5.1f} µs/req, "
+                f"{n / args.seconds:.0f} req/s",
+                flush=True,
+            )
+    per_config: dict[str, list[float]] = {}
+    per_config_monitor: dict[str, list[float]] = {}
+    for i, (name, _) in enumerate(servers):
+        w, m, n, w_ref, n_ref = sums[i]
+        # Sums over the rounds, not a median: a window evaluation every 10 s falls in
+        # some rounds only, and counts as often as it happens.
+        per_ref = w_ref / n_ref
+        per_config.setdefault(name, []).append(w / n / per_ref)
+        per_config_monitor.setdefault(name, []).append(m / n / per_ref)
+    lines = [
+        f"{args.rows}-row `POST /predict`, {statistics.median(rates):.0f} requests/s per "
+        f"server (wrk -t1 -c{args.connections}, {args.delay_ms:g} ms between a connection's "
+        f"requests), {args.processes} processes per configuration, {args.rounds} rounds of "
+        f"{args.seconds} s each beside the reference (`--no-monitor`).",
+        "",
+        "| configuration | worker CPU per request / reference's, per process (over "
+        "all rounds) | mean | monitor process CPU per request / reference worker's |",
+        "|---|---|---:|---:|",
+    ]
+    for name in args.configs:
+        xs = per_config[name]
+        lines.append(
+            f"| {describe(name)} | {', '.join(f'{x:.3f}' for x in xs)} "
+            f"| {statistics.mean(xs):.3f} | {statistics.mean(per_config_monitor[name]):.3f} |"
+        )
+    lines.append("")
+    off = per_config.get("off")
+    if off:
+        lines.append(
+            "- monitoring off, spread between processes (the noise floor): "
+            f"{min(off):.3f}-{max(off):.3f}"
+        )
+    for name in (n for n in args.configs if n != "off" and off):
+        assert off is not None
+        on = per_config[name]
+        added = statistics.mean(on) - statistics.mean(off)
+        low, high = interval([x - statistics.mean(off) for x in on])
+        mon = statistics.mean(per_config_monitor[name])
+        lines.append(
+            f"- {describe(name)}: added to the worker's CPU per request **{added:+.1%}** "
+            f"(90 % interval over its processes {low:+.1%} to {high:+.1%}; target "
+            f"{TARGET_SHARE:.0%}); the monitor process's CPU per request **{mon:.1%}** of the "
+            f"worker's (on a free core when there is one); together **{added + mon:+.1%}**"
+        )
+    return lines
+
+
+def describe(name: str) -> str:
+    if name.startswith("on@"):
+        return f"monitoring on, hand-over every {float(name[3:]):g} s"
+    return f"monitoring {name}" + (" (defaults)" if name == "on" else "")
+
+
+if __name__ == "__main__":
+    main()
