@@ -515,8 +515,19 @@ _FEEDBACK_RETRIES = 3
 
 
 def other_workers_wait(settings: MonitorSettings) -> float:
-    """Seconds between two looks for a prediction another worker may still hold: two of
-    them cover its hand-over to its monitor and the store write after it."""
+    """Seconds between two looks for a prediction another worker may still hold.
+
+    Parameters
+    ----------
+    settings
+        The ``serve.monitor`` settings.
+
+    Returns
+    -------
+    float
+        Half of the hand-over interval plus the store's write interval, and a margin:
+        two such waits cover another worker's hand-over to its monitor and the write.
+    """
     return (settings.handover_interval + settings.flush_interval) / 2 + 0.1
 
 
