@@ -30,7 +30,10 @@ rows/s >= 50 % of in-process rows/s.
 Run: ``.venv/bin/python bench/serve.py`` (about 2.5 minutes: 3 s per measurement, two
 interleaved rounds, medians), ``--quick`` for a smoke run (1 s, one round), ``--json PATH``
 to save the results, ``--configs mlcycle-1,...`` for a subset (``reference_quiet-N``: the
-reference without uvicorn's access log).
+reference without uvicorn's access log), ``--loads c32,...`` for some of the loads (many
+rounds of one: ``--loads c32 --rounds 30 --duration 2``). Each round measures the servers
+in the other order than the round before. For what monitoring costs, whose 5 % this
+machine's noise hides in throughput runs, see ``bench/monitor_cpu.py``.
 """
 
 from __future__ import annotations
