@@ -192,8 +192,17 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     time.sleep(max(0.0, last_start + 11 - time.monotonic()))
     for _, server in servers:
         side_by_side(server, reference, script, args.connections, 1)
+    worker, monitor, rate = measure(servers, reference, script, args)
+    return report(worker, monitor, rate, args)
+
+
+def measure(
+    servers: list[tuple[str, Server]], reference: Server, script: Path, args: argparse.Namespace
+) -> tuple[dict[str, list[float]], dict[str, list[float]], float]:
+    """Per configuration, per process: its worker's and its monitor's CPU per request over
+    the reference worker's; and the median request rate of a server."""
     # Per server: worker CPU s, monitor CPU s, requests; the reference's CPU s, requests.
-    sums = {i: [0.0, 0.0, 0, 0.0, 0] for i in range(len(servers))}
+    sums = [[0.0, 0.0, 0.0, 0.0, 0.0] for _ in servers]
     rates: list[float] = []
     for round_ in range(args.rounds):
         order = list(range(len(servers)))
@@ -202,27 +211,37 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
             (w, m, n), (w_ref, _, n_ref) = side_by_side(
                 servers[i][1], reference, script, args.connections, args.seconds
             )
-            per_ref = w_ref / n_ref
             for k, x in enumerate((w, m, n, w_ref, n_ref)):
                 sums[i][k] += x
             rates += [n / args.seconds, n_ref / args.seconds]
             print(
                 f"  round {round_ + 1} {servers[i][0]:>3} #{i}: worker {w / n * 1e6:6.1f} µs/req "
-                f"(reference {per_ref * 1e6:6.1f}), monitor {m / n * 1e6:5.1f} µs/req, "
+                f"(reference {w_ref / n_ref * 1e6:6.1f}), monitor {m / n * 1e6:5.1f} µs/req, "
                 f"{n / args.seconds:.0f} req/s",
                 flush=True,
             )
-    per_config: dict[str, list[float]] = {}
-    per_config_monitor: dict[str, list[float]] = {}
-    for i, (name, _) in enumerate(servers):
-        w, m, n, w_ref, n_ref = sums[i]
+    worker: dict[str, list[float]] = {}
+    monitor: dict[str, list[float]] = {}
+    for (name, _), (cpu, cpu_monitor, requests, cpu_ref, requests_ref) in zip(
+        servers, sums, strict=True
+    ):
         # Sums over the rounds, not a median: a window evaluation every 10 s falls in
         # some rounds only, and counts as often as it happens.
-        per_ref = w_ref / n_ref
-        per_config.setdefault(name, []).append(w / n / per_ref)
-        per_config_monitor.setdefault(name, []).append(m / n / per_ref)
+        per_ref = cpu_ref / requests_ref
+        worker.setdefault(name, []).append(cpu / requests / per_ref)
+        monitor.setdefault(name, []).append(cpu_monitor / requests / per_ref)
+    return worker, monitor, statistics.median(rates)
+
+
+def report(
+    worker: dict[str, list[float]],
+    monitor: dict[str, list[float]],
+    rate: float,
+    args: argparse.Namespace,
+) -> list[str]:
+    """The markdown table and what it says against the target."""
     lines = [
-        f"{args.rows}-row `POST /predict`, {statistics.median(rates):.0f} requests/s per "
+        f"{args.rows}-row `POST /predict`, {rate:.0f} requests/s per "
         f"server (wrk -t1 -c{args.connections}, {args.delay_ms:g} ms between a connection's "
         f"requests), {args.processes} processes per configuration, {args.rounds} rounds of "
         f"{args.seconds} s each beside the reference (`--no-monitor`).",
@@ -232,24 +251,24 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
         "|---|---|---:|---:|",
     ]
     for name in args.configs:
-        xs = per_config[name]
+        xs = worker[name]
         lines.append(
             f"| {describe(name)} | {', '.join(f'{x:.3f}' for x in xs)} "
-            f"| {statistics.mean(xs):.3f} | {statistics.mean(per_config_monitor[name]):.3f} |"
+            f"| {statistics.mean(xs):.3f} | {statistics.mean(monitor[name]):.3f} |"
         )
     lines.append("")
-    off = per_config.get("off")
-    if off:
-        lines.append(
-            "- monitoring off, spread between processes (the noise floor): "
-            f"{min(off):.3f}-{max(off):.3f}"
-        )
-    for name in (n for n in args.configs if n != "off" and off):
-        assert off is not None
-        on = per_config[name]
+    off = worker.get("off")
+    if not off:
+        return lines
+    lines.append(
+        "- monitoring off, spread between processes (the noise floor): "
+        f"{min(off):.3f}-{max(off):.3f}"
+    )
+    for name in (n for n in args.configs if n != "off"):
+        on = worker[name]
         added = statistics.mean(on) - statistics.mean(off)
         low, high = interval([x - statistics.mean(off) for x in on])
-        mon = statistics.mean(per_config_monitor[name])
+        mon = statistics.mean(monitor[name])
         lines.append(
             f"- {describe(name)}: added to the worker's CPU per request **{added:+.1%}** "
             f"(90 % interval over its processes {low:+.1%} to {high:+.1%}; target "

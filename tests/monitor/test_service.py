@@ -31,6 +31,20 @@ def _policies(pid: int) -> dict[int, int]:
     return out
 
 
+def _one_row(served: ServedModel) -> tuple[dict[str, Any], Any]:
+    row = {"x0": 0.1, "color": "red", "x1": 1.0, "size": "M", "x2": -0.5}
+    batch = served.validator.records([row])
+    _, proba = served.predict(batch.inputs)
+    return batch.inputs, proba
+
+
+def _wait_sent(client: MonitorClient, count: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while client._sent < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return client._sent >= count
+
+
 @pytest.mark.skipif(
     not sys.platform.startswith("linux") or not hasattr(os, "SCHED_IDLE"),
     reason="SCHED_IDLE is Linux's",
@@ -42,10 +56,8 @@ def test_every_thread_of_the_monitor_process_runs_at_idle_priority(
     facts = monitor_facts(served)
     client = MonitorClient(MonitorSettings(store=str(tmp_path / "monitor.db")), facts)
     try:
-        row = {"x0": 0.1, "color": "red", "x1": 1.0, "size": "M", "x2": -0.5}
-        batch = served.validator.records([row])
-        _, proba = served.predict(batch.inputs)
-        client.record("r1", batch.inputs, proba, 0.001)
+        inputs, proba = _one_row(served)
+        client.record("r1", inputs, proba, 0.001)
         assert client.flush(), "the monitor process did not write the request"
         # Its threads: the main one, the monitor thread, the prediction log's writer, the
         # command thread, and no BLAS pool started at the workers' priority.
@@ -61,22 +73,8 @@ def test_every_thread_of_the_monitor_process_runs_at_idle_priority(
     assert client.process.returncode == 0
 
 
-def _one_row(served: ServedModel) -> tuple[dict[str, Any], Any]:
-    row = {"x0": 0.1, "color": "red", "x1": 1.0, "size": "M", "x2": -0.5}
-    batch = served.validator.records([row])
-    _, proba = served.predict(batch.inputs)
-    return batch.inputs, proba
-
-
-def _wait_sent(client: MonitorClient, count: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while client._sent < count and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return client._sent >= count
-
-
 def test_the_sender_goes_early_when_the_queue_holds_a_quarter_of_its_capacity(
-    mixed_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mixed_bundle: Path, tmp_path: Path
 ) -> None:
     served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
     # Only the queue can wake the sender within the test.
@@ -97,7 +95,7 @@ def test_the_sender_goes_early_when_the_queue_holds_a_quarter_of_its_capacity(
 
 
 def test_flush_and_close_hand_over_at_once_without_waiting_for_the_next_send(
-    mixed_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mixed_bundle: Path, tmp_path: Path
 ) -> None:
     served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
     store = tmp_path / "monitor.db"
