@@ -123,7 +123,7 @@ def child(args: argparse.Namespace, stage: str) -> None:
     import numpy as np
 
     from mlcycle.monitor.handover import message_of
-    from mlcycle.monitor.service import _unpack
+    from mlcycle.monitor.process import _unpack
 
     chunks, batch, rows = args.chunks, args.batch, args.rows
     monitor, settings, facts, x = quiet_monitor(args, stage)

@@ -82,7 +82,7 @@ from mlcycle.export.bundle import make_signature, write_bundle  # noqa: E402
 from mlcycle.export.onnx import to_onnx  # noqa: E402
 from mlcycle.export.parity import check_parity  # noqa: E402
 from mlcycle.export.profile import build_profile  # noqa: E402
-from mlcycle.monitor.service import PROCESS_NAME as MONITOR_PROCESS  # noqa: E402
+from mlcycle.monitor.process import PROCESS_NAME as MONITOR_PROCESS  # noqa: E402
 from mlcycle.monitor.settings import MonitorSettings  # noqa: E402
 from mlcycle.serve.app import create_app  # noqa: E402
 from mlcycle.serve.model import ServedModel  # noqa: E402
