@@ -65,17 +65,25 @@ TARGET_SHARE = 0.05
 
 
 def start_config(name: str, bundle: Path, work: Path) -> Server:
-    """Start ``off`` (``--no-monitor``), ``on`` (the defaults) or ``on@SECONDS`` (with
-    ``serve.monitor.handover_interval=SECONDS``), one worker."""
+    """Start ``off`` (``--no-monitor``) or ``on`` (the defaults), one worker; ``on`` may
+    carry ``serve.monitor`` settings: ``on@SECONDS`` is ``handover_interval=SECONDS``,
+    ``on+KEY=VALUE`` (repeatable) any other."""
     port = free_port()
     cmd, env = server_command("mlcycle_nomon-1" if name == "off" else "mlcycle-1", bundle, port)
-    if name.startswith("on@"):
-        cmd.append(f"serve.monitor.handover_interval={float(name[3:])}")
+    cmd += [f"serve.monitor.{setting}" for setting in monitor_settings(name)]
     log = work / f"{name}-{port}.log"
     t0 = time.perf_counter()
     proc = start(cmd, env, work, log)
     ready = wait_ready(f"http://{HOST}:{port}/v2/health/ready", proc, log) - t0
     return Server(name, proc, port, log, ready)
+
+
+def monitor_settings(name: str) -> list[str]:
+    """The ``KEY=VALUE`` ``serve.monitor`` settings a configuration name carries."""
+    base, *settings = name.split("+")
+    if base.startswith("on@"):
+        settings.insert(0, f"handover_interval={float(base[3:])}")
+    return settings
 
 
 def lua_script(body: Path, delay_ms: float) -> str:
@@ -140,17 +148,22 @@ def main() -> None:
         "--configs",
         default="off,on",
         help="comma-separated: off (--no-monitor), on (defaults), on@SECONDS (with "
-        "serve.monitor.handover_interval=SECONDS)",
+        "serve.monitor.handover_interval=SECONDS), on+KEY=VALUE (other serve.monitor "
+        "settings, e.g. on+buffer_capacity=100000)",
     )
     args = parser.parse_args()
     args.configs = [c for c in args.configs.split(",") if c]
     for c in args.configs:
+        base, *settings = c.split("+")
         try:
-            ok = c in ("off", "on") or (c.startswith("on@") and float(c[3:]) > 0)
+            ok = base in ("off", "on") or (base.startswith("on@") and float(base[3:]) > 0)
         except ValueError:
             ok = False
-        if not ok:
-            parser.error(f"--configs: {c!r} is not off, on or on@SECONDS (e.g. on@0.1)")
+        if not ok or (settings and base == "off") or not all("=" in x for x in settings):
+            parser.error(
+                f"--configs: {c!r} is not off, on, on@SECONDS (e.g. on@0.1) or "
+                "on+KEY=VALUE (e.g. on+buffer_capacity=100000)"
+            )
     if wrk_path() is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     if min(args.processes, args.rounds, args.seconds, args.connections, args.rows) < 1:
@@ -279,9 +292,16 @@ def report(
 
 
 def describe(name: str) -> str:
-    if name.startswith("on@"):
-        return f"monitoring on, hand-over every {float(name[3:]):g} s"
-    return f"monitoring {name}" + (" (defaults)" if name == "on" else "")
+    if name == "on":
+        return "monitoring on (defaults)"
+    if name == "off":
+        return "monitoring off"
+    return "monitoring on, " + ", ".join(
+        f"hand-over every {float(x.split('=')[1]):g} s"
+        if x.startswith("handover_interval=")
+        else f"`{x}`"
+        for x in monitor_settings(name)
+    )
 
 
 if __name__ == "__main__":

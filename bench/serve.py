@@ -32,8 +32,17 @@ interleaved rounds, medians), ``--quick`` for a smoke run (1 s, one round), ``--
 to save the results, ``--configs mlcycle-1,...`` for a subset (``reference_quiet-N``: the
 reference without uvicorn's access log), ``--loads c32,...`` for some of the loads (many
 rounds of one: ``--loads c32 --rounds 30 --duration 2``). Each round measures the servers
-in the other order than the round before. For what monitoring costs, whose 5 % this
-machine's noise hides in throughput runs, see ``bench/monitor_cpu.py``.
+in the other order than the round before.
+
+Two processes of one configuration stay a few percent apart for their whole life (their
+memory layout), so one process per configuration lets that luck decide a 5 % ratio.
+``--processes K`` measures K sets of fresh server processes in turn, each for
+``--rounds``: a ratio is then the mean over the sets of each set's median per-round ratio,
+and its interval resamples sets, then rounds within them. ``mlcycle_twin-N`` is a second
+``--no-monitor`` server: its ratio to ``mlcycle_nomon-N`` is the noise floor of the run.
+For monitoring on vs off: ``--configs mlcycle-1,mlcycle_nomon-1,mlcycle_twin-1 --loads
+c32,b512_c1 --processes 6 --rounds 4 --duration 2 --warmup 2``; for monitoring's CPU time
+per request at a fixed rate, less noisy still, see ``bench/monitor_cpu.py``.
 """
 
 from __future__ import annotations
@@ -99,14 +108,18 @@ LOADS = (
     ("b512_c1", 1, 1, "batch"),
     ("b512_c4", 1, 4, "batch"),
 )
+LOAD_LABELS = tuple(label for label, *_ in LOADS)
 CONFIGS = ("mlcycle-1", "mlcycle-2", "reference-1", "reference-2")
-# Optional: the reference without uvicorn's access log (``--no-access-log``), and mlcycle
-# with its monitor turned off (``--no-monitor``), to measure what monitoring costs.
+# Optional: the reference without uvicorn's access log (``--no-access-log``), mlcycle with
+# its monitor turned off (``--no-monitor``), to measure what monitoring costs, and a second
+# such server (``mlcycle_twin``): how far two identical configurations differ in a run.
 EXTRA_CONFIGS = (
     "reference_quiet-1",
     "reference_quiet-2",
     "mlcycle_nomon-1",
     "mlcycle_nomon-2",
+    "mlcycle_twin-1",
+    "mlcycle_twin-2",
     "mlcycle_canary-1",
     "mlcycle_canary-2",
 )
@@ -283,13 +296,13 @@ def server_command(config: str, bundle: Path, port: int) -> tuple[list[str], dic
         if k not in ("PROMETHEUS_MULTIPROC_DIR", "MLCYCLE_SERVE_SETTINGS")
     }
     extra = ["--workers", workers] if workers != "1" else []
-    if kind in ("mlcycle", "mlcycle_nomon", "mlcycle_canary"):
+    if kind in ("mlcycle", "mlcycle_nomon", "mlcycle_twin", "mlcycle_canary"):
         cmd = [sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle)]
         # The defaults: the prediction log is not expanded (serve.monitor.expand_after
         # unset), so no work is deferred that could land in another configuration's
         # measurement (all servers stay up).
         overrides: list[str] = []
-        if kind == "mlcycle_nomon":
+        if kind in ("mlcycle_nomon", "mlcycle_twin"):
             cmd.append("--no-monitor")
         if kind == "mlcycle_canary":
             env["MLCYCLE_ADMIN_TOKEN"] = CANARY_TOKEN
@@ -392,15 +405,18 @@ def measure_servers(
         }
     rounds: dict[tuple[str, str], list[dict[str, Any]]] = {}
     loads = [load for load in LOADS if load[0] in args.loads]
+    warm: set[tuple[str, str]] = set()
     for round_ in range(args.rounds):
         for label, threads, conns, body in loads:
             # Every other round the other way round (A B, B A, ...): a drift of the
             # machine's speed within a round does not always favour the same server.
             for server in servers if round_ % 2 == 0 else servers[::-1]:
-                if round_ == 0 and label == "c1":  # before a server's first one-row load
-                    load(server, 2, 32, "one", args.warmup)
-                elif round_ == 0 and label == "b512_c1" and not args.quick:
-                    load(server, 1, 4, "batch", args.warmup)
+                if (server.config, body) not in warm:  # before a server's first load of a body
+                    warm.add((server.config, body))
+                    if body == "one":
+                        load(server, 2, 32, "one", args.warmup)
+                    elif not args.quick:
+                        load(server, 1, 4, "batch", args.warmup)
                 entry = measure_one(server, load, threads, conns, body, args.duration)
                 rounds.setdefault((server.config, label), []).append(entry)
                 print(
@@ -457,6 +473,7 @@ def measure_one(
     entry["server_cpu_us_per_request"] = cpu / max(res.requests, 1) * 1e6
     # Of which in the monitor processes (the rest: the workers that answer requests).
     entry["monitor_cpu_us_per_request"] = monitor / max(res.requests, 1) * 1e6
+    entry["worker_cpu_us_per_request"] = (cpu - monitor) / max(res.requests, 1) * 1e6
     if body == "batch":
         entry["rows_per_s"] = res.rps * BATCH_ROWS
     if split:
@@ -478,6 +495,27 @@ def summarize(entries: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = [e.get(key) for e in entries]
     out["errors"] = sum(e["errors"] for e in entries)
     return out
+
+
+def merge_sets(per_set: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One result per configuration from the sets of server processes measured in turn.
+
+    Each load's numbers are the medians over all rounds of all sets; ``sets`` keeps each
+    set's rounds, so that a ratio can be taken per process and its spread over processes
+    shown (two processes of one configuration differ by a few percent for their life).
+    """
+    if len(per_set) == 1:
+        return per_set[0]
+    merged: dict[str, dict[str, Any]] = {}
+    for config, first in per_set[0].items():
+        out = merged[config] = {"config": config, "cmd": first["cmd"]}
+        for key in ("ready_s", "rss_tree_mb", "rss_worker_mb"):
+            out[key] = statistics.median(s[config][key] for s in per_set)
+        for label in (x for x in first if x in LOAD_LABELS):
+            sets = [s[config][label].get("rounds", [s[config][label]]) for s in per_set]
+            out[label] = summarize([entry for rounds in sets for entry in rounds])
+            out[label]["sets"] = sets
+    return merged
 
 
 def timed_loop(fn: Callable[[], Any], seconds: float) -> list[float]:
@@ -679,11 +717,20 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
         ours, off = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_nomon-{w}")
         if ours and off:
             for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
-                share = ours[load]["rps"] / off[load]["rps"]
-                low, high = paired_interval(ours[load], off[load], "rps")
+                share, low, high, per_set = paired_ratio(ours[load], off[load], "rps")
+                twin = results.get(f"mlcycle_twin-{w}", {}).get(load)
+                # Two identical servers whose interval excludes 100 %: this run's intervals
+                # are narrower than its noise, so they cannot give a verdict.
+                floor_ok = twin is None or within(paired_ratio(twin, off[load], "rps"), 1.0)
+                sets = (
+                    f"; per process set {', '.join(f'{x:.0%}' for x in per_set)}"
+                    if len(per_set) > 1
+                    else ""
+                )
                 # A verdict only when the rounds tell: the whole interval on one side.
                 verdict = (
-                    True if low >= TARGET_MONITOR_SHARE
+                    None if not floor_ok
+                    else True if low >= TARGET_MONITOR_SHARE
                     else False if high < TARGET_MONITOR_SHARE
                     else None
                 )  # fmt: skip
@@ -692,21 +739,20 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
                     share,
                     f">= {TARGET_MONITOR_SHARE:.0%}",
                     verdict,
-                    f"; per round on/off, 90 % interval of the median {low:.0%}-{high:.0%}",
+                    f"; per round on/off, 90 % interval {low:.0%}-{high:.0%}{sets}"
+                    + ("" if floor_ok else "; the twin servers' interval excludes 100 %"),
                 )
             for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
                 # The request path's own cost: worker CPU per request, monitor processes
                 # left out (they run beside the workers, on another core when one is free).
-                on = ours[load]["server_cpu_us_per_request"] - ours[load].get(
-                    "monitor_cpu_us_per_request", 0.0
-                )
-                x = on / off[load]["server_cpu_us_per_request"]
+                x, low, high, _ = paired_ratio(ours[load], off[load], "worker_cpu_us_per_request")
                 add(
                     f"worker CPU/request {load} monitoring on / off (monitor process excluded), "
                     f"mlcycle {w} worker(s)",
                     x,
                     f"<= {2 - TARGET_MONITOR_SHARE:.2f}",
                     x <= 2 - TARGET_MONITOR_SHARE,
+                    f"; 90 % interval {low:.2f}-{high:.2f}",
                 )
     for w in ("1", "2"):
         ours, canary = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_canary-{w}")
@@ -735,23 +781,42 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
     return out
 
 
-def paired_interval(
+def within(ratio: tuple[float, float, float, list[float]], value: float) -> bool:
+    """Whether ``value`` lies in the interval of a :func:`paired_ratio`."""
+    return ratio[1] <= value <= ratio[2]
+
+
+def paired_ratio(
     a: dict[str, Any], b: dict[str, Any], key: str, *, level: float = 0.9, resamples: int = 2000
-) -> tuple[float, float]:
-    """A bootstrap interval of the median of ``a[key] / b[key]`` over the rounds they were
-    measured side by side in (the same value twice for a single round).
+) -> tuple[float, float, float, list[float]]:
+    """The ratio ``a[key] / b[key]`` taken per round the two were measured side by side
+    in, with a bootstrap interval: ``(ratio, low, high, per-set ratios)``.
 
     The machine's speed drifts between rounds more than between the two measurements of
-    one round, so the ratio is taken per round; resampling those ratios says how far
-    their median can be trusted on this machine today.
+    one round, so the ratio is taken per round and summarized by its median. With
+    several sets of processes (``--processes``) the ratio is the mean over the sets of
+    their median, and the bootstrap resamples sets, then rounds within each: a process
+    stays a few percent faster or slower than another of its configuration for its
+    whole life, so the rounds of one set are not independent evidence.
     """
-    pairs = [
-        x[key] / y[key] for x, y in zip(a.get("rounds", [a]), b.get("rounds", [b]), strict=True)
-    ]
+
+    def per_round(xs: list[dict[str, Any]], ys: list[dict[str, Any]]) -> list[float]:
+        return [x[key] / y[key] for x, y in zip(xs, ys, strict=True)]
+
+    if "sets" in a:
+        sets = [per_round(x, y) for x, y in zip(a["sets"], b["sets"], strict=True)]
+    else:
+        sets = [per_round(a.get("rounds", [a]), b.get("rounds", [b]))]
+    medians = [statistics.median(ratios) for ratios in sets]
     rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(pairs, k=len(pairs))) for _ in range(resamples))
+    boot = []
+    for _ in range(resamples):
+        chosen = rng.choices(sets, k=len(sets)) if len(sets) > 1 else sets
+        boot.append(statistics.fmean(statistics.median(rng.choices(r, k=len(r))) for r in chosen))
+    boot.sort()
     tail = (1 - level) / 2
-    return medians[int(tail * resamples)], medians[int((1 - tail) * resamples) - 1]
+    low, high = boot[int(tail * resamples)], boot[int((1 - tail) * resamples) - 1]
+    return statistics.fmean(medians), low, high, medians
 
 
 def main() -> None:
@@ -764,6 +829,12 @@ def main() -> None:
         type=int,
         default=2,
         help="repeat every load this many times, interleaved; report medians",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="measure this many sets of fresh server processes in turn, each for --rounds",
     )
     parser.add_argument(
         "--loads",
@@ -860,16 +931,21 @@ def run(
         labels, _ = local.predict(decode_predict(b, "application/json", local.validator).inputs)
         expected[name] = labels.tolist()
     del local
-    # Servers start one at a time (so each start-up is timed alone), then all stay up and
-    # idle while the others are measured.
-    servers = [start_server(config, bundle, work) for config in configs]
-    if any(s.workers > 1 for s in servers):
-        time.sleep(1.0)  # the other workers start alongside the first; the warm-up covers more
     ceilings: list[float] = []
     ceiling = inprocess_ceiling(bundle, bodies)
-    results = measure_servers(servers, bodies, expected, args, work, ceiling, ceilings)
-    for server in servers:
-        stop(server.proc)
+    per_set = []
+    for k in range(args.processes):
+        if args.processes > 1:
+            print(f"process set {k + 1} of {args.processes}", flush=True)
+        # Servers start one at a time (so each start-up is timed alone), then all stay up
+        # and idle while the others are measured.
+        servers = [start_server(config, bundle, work) for config in configs]
+        if any(s.workers > 1 for s in servers):
+            time.sleep(1.0)  # the other workers start alongside the first; warm-up covers more
+        per_set.append(measure_servers(servers, bodies, expected, args, work, ceiling, ceilings))
+        for server in servers:
+            stop(server.proc)
+    results = merge_sets(per_set)
     print("  in-process ...", flush=True)
     inproc = measure_inprocess(bundle, bodies, float(args.duration), ceilings)
     return results, inproc, report(results, inproc, args)
@@ -891,6 +967,22 @@ def report(results: dict[str, dict[str, Any]], inproc: dict[str, Any], args: Any
         )
         verdict = {True: "met", False: "NOT met", None: "cannot tell at this noise"}[r["met"]]
         lines.append(f"- {r['what']}: **{value}** (target {r['target']}: {verdict}{r['note']})")
+    for w in ("1", "2"):
+        twin, off = results.get(f"mlcycle_twin-{w}"), results.get(f"mlcycle_nomon-{w}")
+        if not (twin and off):
+            continue
+        for load in (x for x in LOAD_LABELS if x in twin):
+            x, low, high, per_set = paired_ratio(twin[load], off[load], "rps")
+            lines.append(
+                f"- (noise floor) req/s {load}, two identical monitoring-off servers, "
+                f"{w} worker(s): {x:.0%} (90 % interval {low:.0%}-{high:.0%}"
+                + (
+                    f"; per process set {', '.join(f'{v:.0%}' for v in per_set)}"
+                    if len(per_set) > 1
+                    else ""
+                )
+                + ")"
+            )
     for w in ("1", "2"):
         for kind in ("reference", "reference_quiet"):
             ours, ref = results.get(f"mlcycle-{w}"), results.get(f"{kind}-{w}")
