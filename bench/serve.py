@@ -855,6 +855,8 @@ def main() -> None:
     labels = [label for label, *_ in LOADS]
     if not args.loads or set(args.loads) - set(labels):
         parser.error(f"--loads: choose from {labels} (comma-separated), got {args.loads}")
+    if args.processes < 1 or args.rounds < 1:
+        parser.error("--processes and --rounds must be at least 1")
     if args.quick:
         args.duration = args.warmup = args.rounds = 1
     configs = [c for c in args.configs.split(",") if c]
@@ -888,6 +890,7 @@ def main() -> None:
             "date": str(datetime.date.today()),
             "duration_s": args.duration,
             "rounds": args.rounds,
+            "processes": args.processes,
             "client": client,
             "cpus": os.cpu_count(),
             "loadavg_before": load_before,
@@ -1028,6 +1031,11 @@ def report(results: dict[str, dict[str, Any]], inproc: dict[str, Any], args: Any
             f", {args.rounds} interleaved rounds, servers in alternating order (medians). "
             if args.rounds > 1
             else ". "
+        )
+        + (
+            f"{args.processes} sets of fresh server processes, measured in turn. "
+            if args.processes > 1
+            else ""
         )
         + (
             "p50/p99 are raw per-request latencies (wrk's coordinated-omission correction "
