@@ -27,8 +27,9 @@ is free).
 
 Run: ``.venv/bin/python bench/monitor_cpu.py`` (about 2.5 minutes with the defaults:
 4 processes each of monitoring on and off, 4 rounds of 3 s); ``--configs off,on,on@0.1``
-adds servers that hand over every 0.1 s (``serve.monitor.handover_interval``). Needs
-``wrk``.
+adds servers that hand over every 0.1 s (``serve.monitor.handover_interval``), and
+``on+KEY=VALUE`` servers with any other ``serve.monitor`` setting (``on+log_features=none``).
+Needs ``wrk``.
 """
 
 from __future__ import annotations

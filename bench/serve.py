@@ -713,47 +713,7 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
                 f"< {TARGET_P99_MS:.0f} ms",
                 p99 < TARGET_P99_MS,
             )
-    for w in ("1", "2"):
-        ours, off = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_nomon-{w}")
-        if ours and off:
-            for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
-                share, low, high, per_set = paired_ratio(ours[load], off[load], "rps")
-                twin = results.get(f"mlcycle_twin-{w}", {}).get(load)
-                # Two identical servers whose interval excludes 100 %: this run's intervals
-                # are narrower than its noise, so they cannot give a verdict.
-                floor_ok = twin is None or within(paired_ratio(twin, off[load], "rps"), 1.0)
-                sets = (
-                    f"; per process set {', '.join(f'{x:.0%}' for x in per_set)}"
-                    if len(per_set) > 1
-                    else ""
-                )
-                # A verdict only when the rounds tell: the whole interval on one side.
-                verdict = (
-                    None if not floor_ok
-                    else True if low >= TARGET_MONITOR_SHARE
-                    else False if high < TARGET_MONITOR_SHARE
-                    else None
-                )  # fmt: skip
-                add(
-                    f"req/s {load} monitoring on / off, mlcycle {w} worker(s)",
-                    share,
-                    f">= {TARGET_MONITOR_SHARE:.0%}",
-                    verdict,
-                    f"; per round on/off, 90 % interval {low:.0%}-{high:.0%}{sets}"
-                    + ("" if floor_ok else "; the twin servers' interval excludes 100 %"),
-                )
-            for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
-                # The request path's own cost: worker CPU per request, monitor processes
-                # left out (they run beside the workers, on another core when one is free).
-                x, low, high, _ = paired_ratio(ours[load], off[load], "worker_cpu_us_per_request")
-                add(
-                    f"worker CPU/request {load} monitoring on / off (monitor process excluded), "
-                    f"mlcycle {w} worker(s)",
-                    x,
-                    f"<= {2 - TARGET_MONITOR_SHARE:.2f}",
-                    x <= 2 - TARGET_MONITOR_SHARE,
-                    f"; 90 % interval {low:.2f}-{high:.2f}",
-                )
+    monitoring_ratios(results, add)
     for w in ("1", "2"):
         ours, canary = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_canary-{w}")
         if ours and canary:
@@ -779,6 +739,54 @@ def ratios(results: dict[str, dict[str, Any]], inproc: dict[str, Any]) -> list[d
                     share >= TARGET_BATCH_SHARE,
                 )
     return out
+
+
+def monitoring_ratios(results: dict[str, dict[str, Any]], add: Callable[..., None]) -> None:
+    """Monitoring on / off, given to ``add`` (what, value, target, met, note): requests/s
+    (a verdict only when the rounds and the twins allow one) and the worker's CPU per
+    request."""
+    for w in ("1", "2"):
+        ours, off = results.get(f"mlcycle-{w}"), results.get(f"mlcycle_nomon-{w}")
+        if not (ours and off):
+            continue
+        for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
+            share, low, high, per_set = paired_ratio(ours[load], off[load], "rps")
+            twin = results.get(f"mlcycle_twin-{w}", {}).get(load)
+            # Two identical servers whose interval excludes 100 %: this run's intervals
+            # are narrower than its noise, so they cannot give a verdict.
+            floor_ok = twin is None or within(paired_ratio(twin, off[load], "rps"), 1.0)
+            sets = (
+                f"; per process set {', '.join(f'{x:.0%}' for x in per_set)}"
+                if len(per_set) > 1
+                else ""
+            )
+            # A verdict only when the rounds tell: the whole interval on one side.
+            verdict = (
+                None if not floor_ok
+                else True if low >= TARGET_MONITOR_SHARE
+                else False if high < TARGET_MONITOR_SHARE
+                else None
+            )  # fmt: skip
+            add(
+                f"req/s {load} monitoring on / off, mlcycle {w} worker(s)",
+                share,
+                f">= {TARGET_MONITOR_SHARE:.0%}",
+                verdict,
+                f"; per round on/off, 90 % interval {low:.0%}-{high:.0%}{sets}"
+                + ("" if floor_ok else "; the twin servers' interval excludes 100 %"),
+            )
+        for load in (x for x in ("c1", "c32", "b512_c1") if x in ours):
+            # The request path's own cost: worker CPU per request, monitor processes
+            # left out (they run beside the workers, on another core when one is free).
+            x, low, high, _ = paired_ratio(ours[load], off[load], "worker_cpu_us_per_request")
+            add(
+                f"worker CPU/request {load} monitoring on / off (monitor process excluded), "
+                f"mlcycle {w} worker(s)",
+                x,
+                f"<= {2 - TARGET_MONITOR_SHARE:.2f}",
+                x <= 2 - TARGET_MONITOR_SHARE,
+                f"; 90 % interval {low:.2f}-{high:.2f}",
+            )
 
 
 def within(ratio: tuple[float, float, float, list[float]], value: float) -> bool:
