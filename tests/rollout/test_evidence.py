@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -252,7 +251,8 @@ def _many(n: int, seed: int) -> list[tuple[Any, ...]]:
     return rows
 
 
-def test_tens_of_thousands_of_rows_take_well_under_a_second(engine: sa.Engine) -> None:
+def test_tens_of_thousands_of_rows_are_counted_and_paired(engine: sa.Engine) -> None:
+    # How long this takes is measured by bench/rollout_evidence.py, not here.
     rows = _many(5_000, seed=0)  # 20 000 rows
     with engine.begin() as conn:
         conn.exec_driver_sql(
@@ -260,12 +260,9 @@ def test_tens_of_thousands_of_rows_take_well_under_a_second(engine: sa.Engine) -
             f"VALUES ({', '.join('?' for _ in PREDICTION_COLUMNS)})",
             rows,
         )
-    start = time.perf_counter()
     ev = gather(engine, model_name=MODEL, since=0.0, shadow=True)
-    elapsed = time.perf_counter() - start
     assert ev.champion.requests == ev.challenger.requests == 5_000
     assert ev.shadow is not None and ev.shadow.pairs == 10_000
-    assert elapsed < 1.0
 
 
 def test_gather_on_postgresql(postgres_url: str) -> None:
