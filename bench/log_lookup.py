@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Collection
+from functools import partial
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -120,17 +121,15 @@ def main() -> None:
                 assert found == by_scanning(conn, wanted), name
                 assert len(found) == sum(1 for w in wanted if w in set(ids)), name
                 results[name] = {
-                    "filters": timed(lambda w=wanted: logged_labels(conn, w), args.repeat),
-                    "scan": timed(lambda w=wanted: by_scanning(conn, w), args.repeat),
+                    "filters": timed(partial(logged_labels, conn, wanted), args.repeat),
+                    "scan": timed(partial(by_scanning, conn, wanted), args.repeat),
                 }
         start = time.perf_counter()
         expand_batches(engine)
         expanding = time.perf_counter() - start
         with engine.connect() as conn:
             for name, wanted in cases.items():
-                results[name]["expanded"] = timed(
-                    lambda w=wanted: logged_labels(conn, w), args.repeat
-                )
+                results[name]["expanded"] = timed(partial(logged_labels, conn, wanted), args.repeat)
         engine.dispose()
     print(f"\n## Look-ups by request id, {args.requests:,} requests in batches of {args.batch}\n")
     print("| look-up | filters (ms) | scan (ms) | scan / filters | expanded table (ms) |")

@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.log_lookup import timed  # noqa: E402
 
 from mlcycle.monitor.store import PREDICTION_COLUMNS, connect  # noqa: E402
 from mlcycle.rollout.evidence import gather  # noqa: E402
@@ -51,17 +50,6 @@ def log_rows(requests: int, seed: int = 0) -> list[tuple[Any, ...]]:
                      probs, latency, None)
                 )  # fmt: skip
     return rows
-
-
-def median_seconds(fn: Callable[[], Any], repeat: int) -> float:
-    """The median wall time of ``repeat`` calls of ``fn`` (after one untimed call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -90,8 +78,10 @@ def main() -> None:
             with engine.connect() as conn:
                 conn.exec_driver_sql("SELECT * FROM predictions").fetchall()
 
-        took = median_seconds(evidence, args.repeat)
-        floor = median_seconds(plain_read, args.repeat)
+        evidence()  # one untimed call each: the compiled-statement caches are filled
+        plain_read()
+        took = timed(evidence, args.repeat)
+        floor = timed(plain_read, args.repeat)
         engine.dispose()
     print(f"\n## Rollout evidence on {len(rows):,} logged rows ({datetime.date.today()})\n")
     print(
