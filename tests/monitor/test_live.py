@@ -273,6 +273,20 @@ def test_a_full_queue_drops_and_counts_without_blocking(
     assert dropped == [20_000 - 5]
 
 
+def _remove_folder(folder: Path) -> None:
+    """Delete ``folder`` and its files; a monitor thread that opens the store meanwhile
+    makes SQLite create a file again, so try until the folder is gone."""
+    for _ in range(100):
+        for f in folder.iterdir():
+            f.unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+            return
+        except OSError:
+            time.sleep(0.01)
+    raise AssertionError(f"{folder} could not be removed")
+
+
 def test_a_store_that_is_down_does_not_stop_the_monitor(
     served: ServedModel, tmp_path: Path
 ) -> None:
@@ -282,9 +296,7 @@ def test_a_store_that_is_down_does_not_stop_the_monitor(
     assert engine is not None and monitor.log is not None
     monitor.log.max_attempts = 1
     engine.dispose()
-    for f in folder.iterdir():
-        f.unlink()
-    folder.rmdir()  # the SQLite file and its folder are gone: every write fails
+    _remove_folder(folder)  # the SQLite file and its folder are gone: every write fails
     predict(monitor, served, records(200), "r")
     result = monitor.evaluate_now()
     deadline = time.monotonic() + 20
