@@ -43,7 +43,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -101,11 +104,11 @@ def lua_script(body: Path, delay_ms: float) -> str:
 
 def side_by_side(
     a: Server, b: Server, script: Path, connections: int, seconds: int
-) -> tuple[tuple[float, float, int], tuple[float, float, int]]:
-    """Load ``a`` and ``b`` at once; per server (worker CPU s, monitor CPU s, requests)."""
+) -> tuple[Usage, Usage]:
+    """Load ``a`` and ``b`` at once; what each used meanwhile."""
     wrk = wrk_path()
     assert wrk is not None
-    before = [tree_cpu_s(s.proc) for s in (a, b)]
+    before = [(tree_cpu_s(s.proc), main_thread_cpu_s(s.proc)) for s in (a, b)]
     procs = [
         subprocess.Popen(
             [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), s.url],
@@ -116,15 +119,46 @@ def side_by_side(
         for s in (a, b)
     ]
     outs = [p.communicate()[0] for p in procs]
-    after = [tree_cpu_s(s.proc) for s in (a, b)]
+    after = [(tree_cpu_s(s.proc), main_thread_cpu_s(s.proc)) for s in (a, b)]
     out = []
-    for (t0, m0), (t1, m1), text in zip(before, after, outs, strict=True):
+    for ((t0, m0), main0), ((t1, m1), main1), text in zip(before, after, outs, strict=True):
         lines = [line for line in text.splitlines() if "requests in" in line]
         if not lines:
             raise RuntimeError(f"wrk said:\n{text}")
         n = int(lines[0].split()[0])
-        out.append(((t1 - m1) - (t0 - m0), m1 - m0, n))
+        out.append(Usage((t1 - m1) - (t0 - m0), main1 - main0, m1 - m0, n))
     return out[0], out[1]
+
+
+@dataclass
+class Usage:
+    """What a server used over a run: CPU seconds of its worker (all its threads), of the
+    worker's main thread (the event loop: the request path), of its monitor process; and
+    the requests it answered."""
+
+    worker: float
+    main: float
+    monitor: float
+    requests: int
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.worker + other.worker,
+            self.main + other.main,
+            self.monitor + other.monitor,
+            self.requests + other.requests,
+        )
+
+
+def main_thread_cpu_s(proc: subprocess.Popen[bytes]) -> float:
+    """User + system CPU seconds of the one-worker server's main thread (the event loop
+    that answers requests; the worker's other threads are the monitor's sender, the
+    automation and webhook threads)."""
+    root = psutil.Process(proc.pid)
+    for thread in root.threads():
+        if thread.id == root.pid:
+            return float(thread.user_time + thread.system_time)
+    raise RuntimeError(f"no main thread in process {root.pid}")
 
 
 def interval(values: list[float], level: float = 0.9, resamples: int = 2000) -> tuple[float, float]:
@@ -206,52 +240,50 @@ def run(args: argparse.Namespace, work: Path) -> list[str]:
     time.sleep(max(0.0, last_start + 11 - time.monotonic()))
     for _, server in servers:
         side_by_side(server, reference, script, args.connections, 1)
-    worker, monitor, rate = measure(servers, reference, script, args)
-    return report(worker, monitor, rate, args)
+    ratios, rate = measure(servers, reference, script, args)
+    return report(ratios, rate, args)
 
 
 def measure(
     servers: list[tuple[str, Server]], reference: Server, script: Path, args: argparse.Namespace
-) -> tuple[dict[str, list[float]], dict[str, list[float]], float]:
-    """Per configuration, per process: its worker's and its monitor's CPU per request over
-    the reference worker's; and the median request rate of a server."""
-    # Per server: worker CPU s, monitor CPU s, requests; the reference's CPU s, requests.
-    sums = [[0.0, 0.0, 0.0, 0.0, 0.0] for _ in servers]
+) -> tuple[dict[str, list[tuple[float, float, float]]], float]:
+    """Per configuration, per process: its worker's, its worker's main thread's and its
+    monitor's CPU per request over the reference worker's (main thread's for the main
+    thread); and the median request rate of a server."""
+    # Per server: its usage and the reference's, summed over the rounds.
+    sums = [[Usage(0, 0, 0, 0), Usage(0, 0, 0, 0)] for _ in servers]
     rates: list[float] = []
     for round_ in range(args.rounds):
         order = list(range(len(servers)))
         random.Random(round_).shuffle(order)
         for i in order:
-            (w, m, n), (w_ref, _, n_ref) = side_by_side(
+            used, ref = side_by_side(
                 servers[i][1], reference, script, args.connections, args.seconds
             )
-            for k, x in enumerate((w, m, n, w_ref, n_ref)):
-                sums[i][k] += x
-            rates += [n / args.seconds, n_ref / args.seconds]
+            sums[i] = [sums[i][0] + used, sums[i][1] + ref]
+            rates += [used.requests / args.seconds, ref.requests / args.seconds]
+            n, n_ref = used.requests, ref.requests
             print(
-                f"  round {round_ + 1} {servers[i][0]:>3} #{i}: worker {w / n * 1e6:6.1f} µs/req "
-                f"(reference {w_ref / n_ref * 1e6:6.1f}), monitor {m / n * 1e6:5.1f} µs/req, "
-                f"{n / args.seconds:.0f} req/s",
+                f"  round {round_ + 1} {servers[i][0]:>3} #{i}: worker {used.worker / n * 1e6:6.1f}"
+                f" µs/req (reference {ref.worker / n_ref * 1e6:6.1f}; main thread "
+                f"{used.main / n * 1e6:6.1f} vs {ref.main / n_ref * 1e6:6.1f}), monitor "
+                f"{used.monitor / n * 1e6:5.1f} µs/req, {n / args.seconds:.0f} req/s",
                 flush=True,
             )
-    worker: dict[str, list[float]] = {}
-    monitor: dict[str, list[float]] = {}
-    for (name, _), (cpu, cpu_monitor, requests, cpu_ref, requests_ref) in zip(
-        servers, sums, strict=True
-    ):
+    ratios: dict[str, list[tuple[float, float, float]]] = {}
+    for (name, _), (used, ref) in zip(servers, sums, strict=True):
         # Sums over the rounds, not a median: a window evaluation every 10 s falls in
         # some rounds only, and counts as often as it happens.
-        per_ref = cpu_ref / requests_ref
-        worker.setdefault(name, []).append(cpu / requests / per_ref)
-        monitor.setdefault(name, []).append(cpu_monitor / requests / per_ref)
-    return worker, monitor, statistics.median(rates)
+        per_ref, main_ref = ref.worker / ref.requests, ref.main / ref.requests
+        n = used.requests
+        ratios.setdefault(name, []).append(
+            (used.worker / n / per_ref, used.main / n / main_ref, used.monitor / n / per_ref)
+        )
+    return ratios, statistics.median(rates)
 
 
 def report(
-    worker: dict[str, list[float]],
-    monitor: dict[str, list[float]],
-    rate: float,
-    args: argparse.Namespace,
+    ratios: dict[str, list[tuple[float, float, float]]], rate: float, args: argparse.Namespace
 ) -> list[str]:
     """The markdown table and what it says against the target."""
     lines = [
@@ -261,14 +293,18 @@ def report(
         f"{args.seconds} s each beside the reference (`--no-monitor`).",
         "",
         "| configuration | worker CPU per request / reference's, per process (over "
-        "all rounds) | mean | monitor process CPU per request / reference worker's |",
-        "|---|---|---:|---:|",
+        "all rounds) | mean | of it, the main thread's / reference's | monitor process CPU "
+        "per request / reference worker's |",
+        "|---|---|---:|---:|---:|",
     ]
+    worker = {name: [r[0] for r in rs] for name, rs in ratios.items()}
+    main = {name: statistics.mean(r[1] for r in rs) for name, rs in ratios.items()}
+    monitor = {name: statistics.mean(r[2] for r in rs) for name, rs in ratios.items()}
     for name in args.configs:
         xs = worker[name]
         lines.append(
             f"| {describe(name)} | {', '.join(f'{x:.3f}' for x in xs)} "
-            f"| {statistics.mean(xs):.3f} | {statistics.mean(monitor[name]):.3f} |"
+            f"| {statistics.mean(xs):.3f} | {main[name]:.3f} | {monitor[name]:.3f} |"
         )
     lines.append("")
     off = worker.get("off")
@@ -282,12 +318,12 @@ def report(
         on = worker[name]
         added = statistics.mean(on) - statistics.mean(off)
         low, high = interval([x - statistics.mean(off) for x in on])
-        mon = statistics.mean(monitor[name])
         lines.append(
             f"- {describe(name)}: added to the worker's CPU per request **{added:+.1%}** "
             f"(90 % interval over its processes {low:+.1%} to {high:+.1%}; target "
-            f"{TARGET_SHARE:.0%}); the monitor process's CPU per request **{mon:.1%}** of the "
-            f"worker's (on a free core when there is one); together **{added + mon:+.1%}**"
+            f"{TARGET_SHARE:.0%}), its main thread's **{main[name] - main['off']:+.1%}**; the "
+            f"monitor process's CPU per request **{monitor[name]:.1%}** of the worker's (on a "
+            f"free core when there is one); together **{added + monitor[name]:+.1%}**"
         )
     return lines
 
