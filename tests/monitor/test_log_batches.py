@@ -176,6 +176,16 @@ def test_a_full_log_drops_whole_batches_and_counts_their_rows(tmp_path: Path) ->
     assert (plog.pending, plog.dropped) == (20, 10)
 
 
+def test_a_batch_bigger_than_the_capacity_is_kept_when_it_is_all_the_log_holds(
+    tmp_path: Path,
+) -> None:
+    plog = PredictionLog(connect(tmp_path / "m.db"), capacity=25)
+    plog.close()
+    plog.record([batch([f"a{i}" for i in range(10)], [1] * 10)])
+    plog.record([batch([f"big{i}" for i in range(30)], [1] * 30)])  # the older one goes
+    assert (plog.pending, plog.dropped) == (30, 10)
+
+
 def test_mlcycle_monitor_expand_moves_every_batch_and_says_how_many(tmp_path: Path) -> None:
     store = tmp_path / "m.db"
     engine = connect(store)

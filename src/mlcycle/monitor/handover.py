@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Chunk", "Request", "chunk_of", "join_chunks", "message_of"]
+from mlcycle.monitor.ring import PROBA, RingRows, RowRing
+
+__all__ = ["Chunk", "Request", "chunk_of", "join_chunks", "message_of", "pack"]
 
 #: One request as the request path queues it: (time answered, request id, latency s,
 #: HTTP status, error text, arm, pipeline id, seconds since its pipeline started, model
@@ -86,6 +88,88 @@ def message_of(requests: Sequence[Request], blocks: Sequence[str]) -> dict[str, 
     >>> m["request_ids"].splitlines(), m["arms"], m["errors"], m["rows"].tolist()
     (['a', 'b'], 'champion', [None, 'bad'], [1, 0])
     """
+    message, inputs, proba = _columns(requests)
+    message["inputs"] = (
+        {b: np.concatenate(list(map(itemgetter(b), inputs))) for b in blocks} if proba else {}
+    )
+    message["proba"] = np.concatenate(proba) if proba else None
+    return message
+
+
+def pack(
+    requests: Sequence[Request], blocks: Sequence[str], ring: RowRing | None
+) -> tuple[dict[str, Any], list[memoryview], int]:
+    """Queued requests as a message, the raw rows to send after it, and how far to release.
+
+    Requests whose rows the request path copied into ``ring`` carry a :class:`RingRows`
+    where their probabilities would be, and only their object-dtype inputs. When any
+    does, the message announces the ring's inputs and the probabilities under ``"raw"``
+    (name, dtype, row shape, rows) and views of the rows follow it, request after request:
+    of the ring (a run of requests next to each other in the ring is one view) or of a
+    request's own arrays. Otherwise (or when a request's own arrays do not match the
+    ring's dtypes and row shapes) it is :func:`message_of` of them all.
+
+    Returns
+    -------
+    message, views, end
+        ``end``: release the ring up to it once the views are sent (-1: nothing to
+        release).
+    """
+    answered = [r for r in requests if r[9] is not None]
+    in_ring = [r[9] for r in answered if isinstance(r[9], RingRows)]
+    end = in_ring[-1].end if in_ring else -1
+    if ring is None or not in_ring:
+        return message_of(requests, blocks), [], end
+    pieces = _pieces(answered, ring)
+    if pieces is None:
+        return message_of([_materialized(r, ring) for r in requests], blocks), [], end
+    message, inputs, _ = _columns(requests)
+    message["inputs"] = {
+        b: np.concatenate(list(map(itemgetter(b), inputs))) for b in blocks if b not in ring.blocks
+    }
+    message["proba"] = None
+    total = sum(len(r[9]) for r in answered)
+    raw, views = [], []
+    for name, array in (*ring.blocks.items(), (PROBA, ring.proba)):
+        raw.append((name, array.dtype.str, array.shape[1:], total))
+        for piece in pieces:
+            if isinstance(piece, slice):
+                views.append(ring.view(name, piece.start, piece.stop).data.cast("B"))
+            else:
+                own = piece[9] if name == PROBA else piece[8][name]
+                views.append(np.ascontiguousarray(own).data.cast("B"))
+    message["raw"] = raw
+    return message, views, end
+
+
+def _pieces(answered: Sequence[Request], ring: RowRing) -> list[Any] | None:
+    """Where each answered request's rows are, in order: a ring run ``slice(start, stop)``
+    (neighbours joined) or the request itself (its own arrays); ``None`` when own arrays
+    do not match the ring's dtypes and row shapes."""
+    pieces: list[Any] = []
+    for r in answered:
+        rows = r[9]
+        if isinstance(rows, RingRows):
+            last = pieces[-1] if pieces else None
+            if isinstance(last, slice) and last.stop == rows.start:
+                pieces[-1] = slice(last.start, rows.start + rows.rows)
+            else:
+                pieces.append(slice(rows.start, rows.start + rows.rows))
+            continue
+        own = [(r[8].get(b), a) for b, a in ring.blocks.items()] + [(rows, ring.proba)]
+        if not all(
+            x is not None and x.dtype == a.dtype and x.shape[1:] == a.shape[1:] for x, a in own
+        ):
+            return None
+        pieces.append(r)
+    return pieces
+
+
+def _columns(
+    requests: Sequence[Request],
+) -> tuple[dict[str, Any], tuple[dict[str, Any], ...], tuple[Any, ...]]:
+    """The message's columns but ``inputs`` and ``proba``; the answered requests' inputs
+    and probabilities."""
     n = len(requests)
     times, ids, latency, status, errors, arms, pipelines, since, inputs, proba = zip(
         *requests, strict=True
@@ -97,7 +181,7 @@ def message_of(requests: Sequence[Request], blocks: Sequence[str]) -> dict[str, 
         rows = [0 if p is None else len(p) for p in proba]
         answered_inputs = tuple(i for i in inputs if i is not None)
         answered_proba = tuple(p for p in proba if p is not None)
-    return {
+    message = {
         "times": np.array(times, np.float64),
         # One string, one line per id (ids are printable): far cheaper to pickle than a list.
         "request_ids": "\n".join(ids),
@@ -110,11 +194,18 @@ def message_of(requests: Sequence[Request], blocks: Sequence[str]) -> dict[str, 
         if since.count(None) == n
         else np.array([np.nan if s is None else s for s in since], np.float64),
         "rows": np.array(rows, np.int64),
-        "inputs": {b: np.concatenate(list(map(itemgetter(b), answered_inputs))) for b in blocks}
-        if answered_proba
-        else {},
-        "proba": np.concatenate(answered_proba) if answered_proba else None,
     }
+    return message, answered_inputs, answered_proba
+
+
+def _materialized(request: Request, ring: RowRing) -> Request:
+    """``request`` with its rows as arrays (views of ``ring`` when it is in it)."""
+    rows = request[9]
+    if not isinstance(rows, RingRows):
+        return request
+    stop = rows.start + rows.rows
+    inputs = {**request[8], **{b: ring.view(b, rows.start, stop) for b in ring.blocks}}
+    return (*request[:8], inputs, ring.view(PROBA, rows.start, stop))
 
 
 def chunk_of(message: dict[str, Any]) -> Chunk:

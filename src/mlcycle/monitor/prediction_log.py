@@ -126,8 +126,12 @@ class PredictionLog:
     _writing = False
 
     def _drop_overflow(self) -> None:
-        """Drop the oldest items while more than ``capacity`` rows are held (lock held)."""
-        while self._held > self.capacity and self._buffer:
+        """Drop the oldest items while more than ``capacity`` rows are held (lock held).
+
+        The newest stays, even alone over ``capacity`` (a hand-over bigger than the log's
+        capacity is written, not dropped whole).
+        """
+        while self._held > self.capacity and len(self._buffer) > 1:
             weight = _weight(self._buffer.popleft())
             self._held -= weight
             self.dropped += weight

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any
 
 from mlcycle.monitor.handover import chunk_of
 from mlcycle.monitor.live import ModelFacts
+from mlcycle.monitor.ring import PROBA, receive_views
 from mlcycle.monitor.settings import MonitorSettings
 
 __all__ = ["MONITOR_NICENESS", "PROCESS_NAME", "main"]
@@ -93,12 +95,18 @@ def _monitor_main(
         name="mlcycle-monitor-control",
         daemon=True,
     ).start()
+    raw = socket.socket(fileno=os.dup(data.fileno()))  # the rows after a message
     while True:
         try:
             message = data.recv()
+            if message is None:
+                break
+            parts = message.pop("raw", None)
+            if parts:
+                arrays = receive_views(raw, parts)
+                message["proba"] = arrays.pop(PROBA)
+                message["inputs"].update(arrays)
         except (EOFError, OSError):
-            break
-        if message is None:
             break
         try:
             _unpack(message, monitor)
