@@ -221,3 +221,21 @@ def test_what_the_monitor_logs_is_what_was_recorded_while_the_ring_wraps(
         assert features["x0"] == pytest.approx(record["x0"], rel=1e-6)
         assert features["x2"] == pytest.approx(record["x2"], rel=1e-6)
         assert list(json.loads(row.probabilities or "{}").values()) == pytest.approx(proba)
+
+
+def test_the_ring_holds_fewer_rows_when_they_are_wide(
+    mixed_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "RING_MAX_BYTES", 1000)
+    served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
+    settings = MonitorSettings(store=str(tmp_path / "monitor.db"), buffer_capacity=5000)
+    client = MonitorClient(settings, monitor_facts(served))
+    try:
+        row = {"x0": 1.0, "color": "red", "x1": 2.0, "size": "M", "x2": 0.5}
+        batch = served.validator.records([row])
+        _, proba = served.predict(batch.inputs)
+        client.record("r", batch.inputs, proba, 0.001)
+        assert client._ring is not None
+        assert client._ring.size == 4 * service.RING_MIN_ROWS  # not 5,000 rows
+    finally:
+        client.close()

@@ -57,6 +57,9 @@ SEND_AT_SHARE = 0.25
 #: ring saves the worker ~6 points of CPU at 512 rows a request and costs it ~3 at one
 #: row (docs/benchmarks.md); in between it was not measured.
 RING_MIN_ROWS = 64
+#: The ring's size in bytes at most (2.6 MB for 20,000 rows of 30 numbers and 2 classes;
+#: rows that find it full keep their own arrays).
+RING_MAX_BYTES = 32 << 20
 _REPLY_TIMEOUT = 5.0
 #: The monitor process runs numpy on the calling thread only: a BLAS thread pool would
 #: be started when numpy is imported, before the process lowers its priority, so its
@@ -183,11 +186,16 @@ class MonitorClient:
     def _start_ring(
         self, inputs: dict[str, np.ndarray[Any, Any]], proba: np.ndarray[Any, Any]
     ) -> None:
-        """The ring for requests like this one (``buffer_capacity`` rows)."""
+        """The ring for requests like this one: ``buffer_capacity`` rows, fewer for wide
+        rows (at most :data:`RING_MAX_BYTES`)."""
         if self._images:
             inputs = {k: image_stats(a) if a.ndim > 2 else a for k, a in inputs.items()}
+        row_bytes = proba[:1].nbytes + sum(
+            a[:1].nbytes for a in inputs.values() if not a.dtype.hasobject
+        )
+        rows = min(self.capacity, max(4 * RING_MIN_ROWS, RING_MAX_BYTES // max(1, row_bytes)))
         try:
-            self._ring = RowRing(self.capacity, inputs, proba)
+            self._ring = RowRing(rows, inputs, proba)
         except (ValueError, MemoryError) as exc:  # requests keep their own arrays
             log.warning("monitor: no ring for the rows (%s); joining them at each hand-over", exc)
             return
