@@ -53,8 +53,8 @@ log = logging.getLogger("mlcycle.monitor")
 #: (512 rows at 130 requests/s are 66,000 rows/s) never fill it.
 SEND_AT_SHARE = 0.25
 #: Requests of this many rows or more are copied into the ring (:mod:`mlcycle.monitor.ring`);
-#: smaller ones keep their own arrays until the hand-over. Measured within one run: the
-#: ring saves the worker ~6 points of CPU at 512 rows a request and costs it ~3 at one
+#: smaller ones keep their own arrays until the hand-over. Measured at a fixed rate: the
+#: ring saved the worker ~5 points of CPU at 512 rows a request and cost it ~3 at one
 #: row (docs/benchmarks.md); in between it was not measured.
 RING_MIN_ROWS = 64
 #: The ring's size in bytes at most (2.6 MB for 20,000 rows of 30 numbers and 2 classes;
