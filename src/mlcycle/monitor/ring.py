@@ -5,7 +5,8 @@ the sender thread, made the request path itself slower by 4-8 % at 512 rows a re
 (measured within one process, switching between the two, docs/benchmarks.md): the same
 instructions, run slower, and for the rest of the process's life. Copying the rows at
 :meth:`RowRing.put` into arrays the worker allocates once, and handing the kernel views
-of them (:func:`send_views`, no join, no pickle), cost the request path 1-2 %.
+of them (:func:`send_views`, no join, no pickle), cost the request path 1-2 %. (At a
+fixed request rate; loaded back to back, the throughput did not show the gain.)
 
 The request path writes (:meth:`RowRing.put`); the sender thread releases what it sent
 (:meth:`RowRing.release`). Positions are logical row counts that only grow, so the two

@@ -5,14 +5,16 @@ far more CPU than answering a one-row request, and in a thread of the server the
 take the interpreter lock from it. So each worker starts one monitor process
 (:class:`MonitorClient`) and hands it what it predicted:
 
-* the request path copies the request's rows into a ring of arrays allocated once
-  (:class:`~mlcycle.monitor.ring.RowRing`) and appends the rest to a bounded queue
-  (:meth:`MonitorClient.record`); when the queue is full the rows are dropped and
+* the request path appends the request to a bounded queue (:meth:`MonitorClient.record`);
+  a request of :data:`RING_MIN_ROWS` rows or more has its rows copied into a ring of
+  arrays allocated once (:class:`~mlcycle.monitor.ring.RowRing`), the others keep a
+  reference to their own arrays; when the queue is full the rows are dropped and
   counted, and the request goes on;
 * a sender thread takes the queue once a second (``serve.monitor.handover_interval``;
-  sooner when it holds a quarter of its capacity, or when asked to flush), writes it to
-  a socket as one message of columns, and the ring's rows after it, straight from the
-  ring (:func:`~mlcycle.monitor.handover.pack`);
+  sooner when it holds a quarter of its capacity, or when asked to flush) and writes it
+  to a socket as one message of columns (:func:`~mlcycle.monitor.handover.pack`): when
+  the ring holds rows, they follow the message as raw views of the ring and of the other
+  requests' arrays, neither joined nor pickled;
 * the monitor process (:mod:`mlcycle.monitor.process`) unpacks each message into a
   :class:`~mlcycle.monitor.live.LiveMonitor`, which logs, measures, tests and alarms.
 
@@ -41,7 +43,7 @@ from mlcycle.monitor.handover import pack
 from mlcycle.monitor.images import image_stats
 from mlcycle.monitor.live import ModelFacts
 from mlcycle.monitor.process import PROCESS_NAME
-from mlcycle.monitor.ring import RowRing, send_views
+from mlcycle.monitor.ring import RingRows, RowRing, send_views
 from mlcycle.monitor.settings import MonitorSettings
 
 __all__ = ["PROCESS_NAME", "MonitorClient"]
@@ -304,6 +306,6 @@ class MonitorClient:
 
     def _release(self, items: list[tuple[Any, ...]]) -> None:
         """Free the ring rows of requests that will not be sent."""
-        ends = [item[-1].end for item in items if hasattr(item[-1], "end")]
+        ends = [item[-1].end for item in items if isinstance(item[-1], RingRows)]
         if ends and self._ring is not None:
             self._ring.release(max(ends))
