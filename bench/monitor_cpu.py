@@ -68,13 +68,16 @@ from bench.serve import (  # noqa: E402
 TARGET_SHARE = 0.05
 
 
-def start_config(name: str, bundle: Path, work: Path) -> Server:
+def start_config(
+    name: str, bundle: Path, work: Path, environ: dict[str, str] | None = None
+) -> Server:
     """Start ``off`` (``--no-monitor``) or ``on`` (the defaults), one worker; ``on`` may
     carry ``serve.monitor`` settings: ``on@SECONDS`` is ``handover_interval=SECONDS``,
-    ``on+KEY=VALUE`` (repeatable) any other."""
+    ``on+KEY=VALUE`` (repeatable) any other. ``environ``: more environment variables."""
     port = free_port()
     cmd, env = server_command("mlcycle_nomon-1" if name == "off" else "mlcycle-1", bundle, port)
     cmd += [f"serve.monitor.{setting}" for setting in monitor_settings(name)]
+    env.update(environ or {})
     log = work / f"{name}-{port}.log"
     t0 = time.perf_counter()
     proc = start(cmd, env, work, log)

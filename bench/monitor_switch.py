@@ -38,36 +38,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._load import wrk_path  # noqa: E402
-from bench.monitor_cpu import lua_script, side_by_side  # noqa: E402
-from bench.serve import (  # noqa: E402
-    HOST,
-    Server,
-    body_of,
-    build_bundle,
-    free_port,
-    server_command,
-    start,
-    stop_all,
-    wait_ready,
-)
+from bench.monitor_cpu import lua_script, side_by_side, start_config  # noqa: E402
+from bench.serve import Server, body_of, build_bundle, stop_all  # noqa: E402
 
 PHASES = ("before", "recording", "after")
 
 
-def start_server(config: str, bundle: Path, work: Path, switch: str) -> Server:
-    """A one-worker server: ``mlcycle_nomon-1`` or ``mlcycle-1`` with the switch loaded."""
-    port = free_port()
-    cmd, env = server_command(config, bundle, port)
-    if switch:
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(ROOT / "bench" / "_switch"), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        env["MLCYCLE_BENCH_SWITCH"] = switch
-    log = work / f"{config}-{port}.log"
-    t0 = time.perf_counter()
-    proc = start(cmd, env, work, log)
-    ready = wait_ready(f"http://{HOST}:{port}/v2/health/ready", proc, log) - t0
-    return Server(config, proc, port, log, ready)
+def start_server(name: str, bundle: Path, work: Path, switch: str) -> Server:
+    """A one-worker server, ``off`` or ``on`` (``bench/monitor_cpu.py``), with the switch
+    loaded when ``switch`` is ``record`` or ``none``."""
+    if not switch:
+        return start_config(name, bundle, work)
+    path = [str(ROOT / "bench" / "_switch"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    environ = {"PYTHONPATH": os.pathsep.join(path), "MLCYCLE_BENCH_SWITCH": switch}
+    return start_config(name, bundle, work, environ)
 
 
 def main() -> None:
@@ -125,9 +109,9 @@ def run(args: argparse.Namespace, work: Path) -> list[dict[str, list[float]]]:
     body.write_bytes(body_of(raw.sample(args.rows, replace=True, random_state=0)))
     script = work / "post.lua"
     script.write_text(lua_script(body, args.delay_ms))
-    reference = start_server("mlcycle_nomon-1", bundle, work, "")
+    reference = start_server("off", bundle, work, "")
     switch = "none" if args.control else "record"
-    servers = [start_server("mlcycle-1", bundle, work, switch) for _ in range(args.servers)]
+    servers = [start_server("on", bundle, work, switch) for _ in range(args.servers)]
     for server in servers:  # warm-up
         side_by_side(server, reference, script, args.connections, 2)
     ratios: list[dict[str, list[float]]] = [{p: [] for p in PHASES} for _ in servers]
