@@ -276,9 +276,12 @@ class RolloutController:
                 r, who="analysis", reason=decision.reason, metrics=metrics
             )
         if new is not None:  # this worker recorded it (another may have been first)
+            # Route by it first: once the store says "rolled back", this worker's next
+            # request must not reach the challenger (moving the registry aliases starts a
+            # process, and the first time imports modules: the event loop answers meanwhile).
+            self.apply(new)
             log.warning("rollout %d: %s: %s", r.id, decision.action, decision.reason)
             self._after(new)
-            self.apply(new)
         return new
 
     def _after(self, r: Rollout) -> None:
@@ -371,8 +374,8 @@ class RolloutController:
             kwargs: dict[str, Any] = {"who": who, "reason": reason or f"{action} by {who}"}
             new = getattr(self.store, action)(r, **kwargs)
             if new is not None:
+                self.apply(new)  # route by it first, as in analyse
                 self._after(new)
-                self.apply(new)
                 return new  # type: ignore[no-any-return]
         raise RolloutError("the rollout kept changing while this was tried; try again", 409)
 
