@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from mlcycle.monitor.log_read import snapshot, window_rows
-from mlcycle.monitor.service import MonitorClient
+from mlcycle.monitor.service import SEND_BUFFER_BYTES, MonitorClient
 from mlcycle.monitor.settings import MonitorSettings
 from mlcycle.monitor.store import connect
 from mlcycle.serve.app import monitor_facts
@@ -90,6 +91,23 @@ def test_the_sender_goes_early_when_the_queue_holds_a_quarter_of_its_capacity(
         client.record("r9", inputs, proba, 0.001)  # 10 rows: a quarter
         assert _wait_sent(client, 1, 10), "a quarter-full queue was not handed over"
         assert client._queued == 0 and client.dropped == 0
+    finally:
+        client.close()
+
+
+@pytest.mark.skipif(
+    not Path("/proc/sys/net/core/wmem_max").exists(), reason="reads Linux's wmem_max"
+)
+def test_the_data_socket_has_room_for_a_whole_hand_over_as_far_as_the_kernel_allows(
+    mixed_bundle: Path, tmp_path: Path
+) -> None:
+    served = ServedModel.load(ServeSettings(bundle=str(mixed_bundle)))
+    client = MonitorClient(MonitorSettings(store=str(tmp_path / "m.db")), monitor_facts(served))
+    try:
+        cap = int(Path("/proc/sys/net/core/wmem_max").read_text())
+        # Linux doubles what it grants (for its bookkeeping), up to wmem_max asked for.
+        granted = client._raw.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert granted >= 2 * min(SEND_BUFFER_BYTES, cap)
     finally:
         client.close()
 

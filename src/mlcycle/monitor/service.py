@@ -62,6 +62,8 @@ RING_MIN_ROWS = 64
 #: The ring's size in bytes at most (2.6 MB for 20,000 rows of 30 numbers and 2 classes;
 #: rows that find it full keep their own arrays).
 RING_MAX_BYTES = 32 << 20
+#: The socket send buffer the worker asks for (see ``MonitorClient.__init__``).
+SEND_BUFFER_BYTES = 4 << 20
 _REPLY_TIMEOUT = 5.0
 #: The monitor process runs numpy on the calling thread only: a BLAS thread pool would
 #: be started when numpy is imported, before the process lowers its priority, so its
@@ -119,6 +121,11 @@ class MonitorClient:
         self._data = Connection(data_parent.detach())
         # The same socket, for the ring's rows (written after each message, no pickling).
         self._raw = socket.socket(fileno=os.dup(self._data.fileno()))
+        # Room for a whole hand-over (20,000 rows of 30 numbers are 2.6 MB), so that the
+        # sender writes it in one go instead of waking again each time the monitor has
+        # read a part (the kernel caps the request at net.core.wmem_max; 208 KiB by
+        # default on Linux, where a big hand-over still goes in several writes).
+        self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self._control = Connection(control_parent.detach())
         self._control_lock = threading.Lock()
         self._control.send((settings, model, os.getpid()))
