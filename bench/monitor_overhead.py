@@ -76,14 +76,20 @@ def control(pid: int, flag: str) -> None:
     subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True)
 
 
-def thread_totals(out: Path, pid: int, dump_no: int) -> dict[int, int]:
-    """Instructions per thread in dump ``dump_no`` (``--separate-threads=yes`` files)."""
-    totals: dict[int, int] = {}
+#: callgrind's events with ``--cache-sim=yes``: instructions, data reads and writes, and
+#: misses (I1/D1: level 1; IL/DL: the last level, simulated here as a core's 2 MiB L2).
+CACHE_EVENTS = ("Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw")
+
+
+def thread_totals(out: Path, pid: int, dump_no: int) -> dict[int, list[int]]:
+    """Event totals per thread in dump ``dump_no`` (``--separate-threads=yes`` files):
+    ``[Ir]``, or :data:`CACHE_EVENTS` with the cache simulation."""
+    totals: dict[int, list[int]] = {}
     for path in out.glob(f"cg.{pid}.{dump_no}-*"):
         thread = int(path.name.rsplit("-", 1)[1])
         for line in path.read_text(errors="replace").splitlines():
             if line.startswith("totals:"):
-                totals[thread] = int(line.split()[1])
+                totals[thread] = [int(x) for x in line.split()[1:]]
     if not totals:
         raise RuntimeError(f"callgrind wrote no dump {dump_no} for pid {pid} in {out}")
     return totals
@@ -100,16 +106,24 @@ def measure(pid: int, port: int, body: bytes, n: int, out: Path) -> dict[str, fl
         time.sleep(0.2)
     time.sleep(1.0)
     totals = thread_totals(out, pid, 1)
-    main = totals.pop(1, 0)
-    return {
-        "main": main / n,
-        "other": sum(totals.values()) / n,
+    main = totals.pop(1, [0])
+    result = {
+        "main": main[0] / n,
+        "other": sum(t[0] for t in totals.values()) / n,
         "ms_per_request": seconds / n * 1000,
     }
+    if len(main) == len(CACHE_EVENTS):  # the main thread's misses, per request
+        result.update({f"main_{e}": v / n for e, v in zip(CACHE_EVENTS, main, strict=True)})
+    return result
 
 
-def worker_instructions(work: Path, bundle: Path, body: bytes, requests: int) -> dict[str, Any]:
-    """Run ``mlcycle serve`` with and without monitoring under callgrind; :func:`measure` each."""
+def worker_instructions(
+    work: Path, bundle: Path, body: bytes, requests: int, cache_sim: bool = False
+) -> dict[str, Any]:
+    """Run ``mlcycle serve`` with and without monitoring under callgrind; :func:`measure` each.
+
+    ``cache_sim``: simulate the caches too (a 64 KiB L1 and a 2 MiB last level, this
+    machine's per-core L1 and L2), to count the misses of the main thread."""
     servers = {}
     try:
         for mode in ("on", "off"):
@@ -119,6 +133,8 @@ def worker_instructions(work: Path, bundle: Path, body: bytes, requests: int) ->
             cmd = [
                 "valgrind", "--tool=callgrind", "--separate-threads=yes",
                 f"--callgrind-out-file={out}/cg.%p", "--trace-children=no",
+                *(["--cache-sim=yes", "--D1=65536,8,64", "--LL=2097152,16,64"]
+                  if cache_sim else []),
                 sys.executable, "-m", "mlcycle", "serve", "--model", str(bundle),
                 "--port", str(port), "--monitor-store", str(work / "monitor.db"),
             ]  # fmt: skip
@@ -142,6 +158,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=500, help="requests per server")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument(
+        "--cache-sim",
+        action="store_true",
+        help="also count the main thread's cache misses (simulated; about 2x slower)",
+    )
     args = parser.parse_args()
     if min(args.requests, args.rows) < 1:
         parser.error("--requests and --rows must be >= 1")
@@ -156,7 +177,7 @@ def main() -> None:
             if args.rows == 1
             else rows.sample(args.rows, replace=True, random_state=0)
         )
-        results = worker_instructions(work, bundle, body, args.requests)
+        results = worker_instructions(work, bundle, body, args.requests, args.cache_sim)
     on, off = results["on"], results["off"]
     total_on, total_off = on["main"] + on["other"], off["main"] + off["other"]
     print(f"\n## Monitoring cost in a worker, callgrind ({datetime.date.today()})\n")
@@ -170,6 +191,12 @@ def main() -> None:
         ("worker process", total_on, total_off),
     ):
         print(f"| {name} | {a:,.0f} | {b:,.0f} | {f'{a / b:.3f}' if b else '—'} |")
+    if "main_Ir" in on:
+        print("\n| main thread, per request | monitoring on | off | on / off |")
+        print("|---|---:|---:|---:|")
+        for event in CACHE_EVENTS:
+            a, b = on[f"main_{event}"], off[f"main_{event}"]
+            print(f"| {event} | {a:,.0f} | {b:,.0f} | {f'{a / b:.3f}' if b else '—'} |")
     share = on["main"] / off["main"] - 1
     verdict = "met" if share <= TARGET_SHARE else "NOT met"
     print(
