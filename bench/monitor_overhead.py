@@ -22,7 +22,8 @@ measures its CPU).
 
 Run: ``.venv/bin/python bench/monitor_overhead.py`` (about 3 minutes: two servers start
 under valgrind in about 90 s, then ``--requests`` requests each; ``--rows 512
---requests 100`` for big requests, about 4 minutes); needs ``valgrind``
+--requests 100`` for big requests, about 4 minutes); ``--cache-sim`` also simulates the
+caches and counts the main thread's misses (about twice as slow); needs ``valgrind``
 (``apt-get install valgrind``).
 """
 
