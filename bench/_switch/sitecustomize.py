@@ -1,6 +1,7 @@
-"""Loaded by the servers of ``bench/monitor_switch.py`` only (it puts this folder first on
-their ``PYTHONPATH``): with ``MLCYCLE_BENCH_SWITCH`` set, ``MonitorClient.record`` does
-nothing until the process gets ``SIGUSR1``, which switches it on (and off again, ...).
+"""Loaded by the servers of ``bench/monitor_switch.py`` and ``bench/monitor_cycle.py`` only
+(they put this folder first on their ``PYTHONPATH``): with ``MLCYCLE_BENCH_SWITCH`` set,
+``MonitorClient.record`` does nothing until the process gets ``SIGUSR1``, which switches
+it on (and off again, ...).
 ``MLCYCLE_BENCH_SWITCH=record`` switches the real ``record``; ``none`` keeps it a no-op in
 both states (the control). Any other process ignores this file.
 """
