@@ -16,7 +16,10 @@ work on the rows), not monitoring as a whole (with ``record`` a no-op a server k
 of a ``--no-monitor`` one's throughput, docs/benchmarks.md). A do-nothing round right
 after a recording one may still carry some of its cost (the monitor's backlog, the
 caches), so the figure is a lower bound of the cost. ``--control`` keeps ``record`` a
-no-op in every round: the noise floor.
+no-op in every round: the noise floor. ``--switch keep`` runs, instead of the real
+``record``, one that only keeps each request's event for a while and hands nothing over:
+the least any per-request log costs. ``--server on@0.1`` (or ``on+KEY=VALUE``) measures a
+server with other ``serve.monitor`` settings.
 
 Run: ``.venv/bin/python bench/monitor_cycle.py`` (about 2 minutes: one-row requests at
 ``-c32``, 3 servers, 8 rounds of 2 s each way); ``--rows 512 --connections 1`` for big
@@ -75,10 +78,10 @@ def run(args: argparse.Namespace, work: Path) -> list[tuple[list[float], list[fl
     body.write_bytes(body_of(raw.sample(args.rows, replace=True, random_state=0)))
     script = work / "post.lua"
     script.write_text(lua_script(body, 0))
-    switch = "none" if args.control else "record"
+    switch = "none" if args.control else args.switch
     out = []
     for i in range(args.servers):  # one at a time: each has the machine to itself
-        server = start_server("on", bundle, work, switch)
+        server = start_server(args.server, bundle, work, switch)
         for _ in range(2):  # warm up both ways
             load(server, script, args.connections, 2)
             os.kill(server.proc.pid, signal.SIGUSR1)
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace, work: Path) -> list[tuple[list[float], list[fl
             cpu.append(busy[1] / idle[1])
             print(
                 f"  server {i} round {round_ + 1}: {idle[0]:,.0f} -> {busy[0]:,.0f} req/s "
-                f"({rps[-1]:.1%}), main thread {cpu[-1]:.3f}x",
+                f"({rps[-1]:.1%}), main thread {idle[1]:.0f} -> {busy[1]:.0f} µs per request "
+                f"({cpu[-1]:.3f}x)",
                 flush=True,
             )
         out.append((rps, cpu))
@@ -114,9 +118,32 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
     parser.add_argument("--control", action="store_true", help="record stays a no-op")
+    parser.add_argument(
+        "--switch",
+        choices=("record", "keep"),
+        default="record",
+        help="what the switched-on rounds run: the real record, or one that only keeps each "
+        "request's event (the floor of any per-request log)",
+    )
+    parser.add_argument(
+        "--server",
+        default="on",
+        help="the monitoring-on configuration, as bench/monitor_cpu.py --configs names them: "
+        "on, on@SECONDS (hand-over interval), on+KEY=VALUE (any serve.monitor setting)",
+    )
     args = parser.parse_args()
     if min(args.servers, args.rounds, args.seconds, args.connections, args.rows) < 1:
         parser.error("--servers, --rounds, --seconds, --connections and --rows must be >= 1")
+    base, *settings = args.server.split("+")
+    try:
+        ok = base == "on" or (base.startswith("on@") and float(base[3:]) > 0)
+    except ValueError:
+        ok = False
+    if not ok or not all("=" in x for x in settings):
+        parser.error(
+            f"--server: {args.server!r} is not on, on@SECONDS (e.g. on@0.1) or on+KEY=VALUE "
+            "(e.g. on+buffer_capacity=100000)"
+        )
     if wrk_path() is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     started = time.perf_counter()
@@ -125,7 +152,11 @@ def main() -> None:
             results = run(args, Path(tmp))
         finally:
             stop_all()
-    what = "a no-op both ways (control)" if args.control else "switched on every other round"
+    what = (
+        "a no-op both ways (control)"
+        if args.control
+        else f"switched on every other round ({args.switch}; server {args.server})"
+    )
     print("\n## The hand-over's cost in throughput at saturation, one process against itself\n")
     print(
         f"{args.rows}-row `POST /predict`, wrk -c{args.connections} back to back, "
