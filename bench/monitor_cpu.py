@@ -85,6 +85,16 @@ def start_config(
     return Server(name, proc, port, log, ready)
 
 
+def is_config_name(name: str) -> bool:
+    """Whether ``name`` is ``off``, ``on``, ``on@SECONDS`` or ``on[@SECONDS]+KEY=VALUE...``."""
+    base, *settings = name.split("+")
+    try:
+        ok = base in ("off", "on") or (base.startswith("on@") and float(base[3:]) > 0)
+    except ValueError:
+        return False
+    return ok and not (settings and base == "off") and all("=" in x for x in settings)
+
+
 def monitor_settings(name: str) -> list[str]:
     """The ``KEY=VALUE`` ``serve.monitor`` settings a configuration name carries."""
     base, *settings = name.split("+")
@@ -192,12 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     args.configs = [c for c in args.configs.split(",") if c]
     for c in args.configs:
-        base, *settings = c.split("+")
-        try:
-            ok = base in ("off", "on") or (base.startswith("on@") and float(base[3:]) > 0)
-        except ValueError:
-            ok = False
-        if not ok or (settings and base == "off") or not all("=" in x for x in settings):
+        if not is_config_name(c):
             parser.error(
                 f"--configs: {c!r} is not off, on, on@SECONDS (e.g. on@0.1) or "
                 "on+KEY=VALUE (e.g. on+buffer_capacity=100000)"

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._load import wrk_path  # noqa: E402
-from bench.monitor_cpu import lua_script, main_thread_cpu_s  # noqa: E402
+from bench.monitor_cpu import is_config_name, lua_script, main_thread_cpu_s  # noqa: E402
 from bench.monitor_switch import start_server  # noqa: E402
 from bench.serve import Server, body_of, build_bundle, stop_all  # noqa: E402
 
@@ -134,12 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.servers, args.rounds, args.seconds, args.connections, args.rows) < 1:
         parser.error("--servers, --rounds, --seconds, --connections and --rows must be >= 1")
-    base, *settings = args.server.split("+")
-    try:
-        ok = base == "on" or (base.startswith("on@") and float(base[3:]) > 0)
-    except ValueError:
-        ok = False
-    if not ok or not all("=" in x for x in settings):
+    if not args.server.startswith("on") or not is_config_name(args.server):
         parser.error(
             f"--server: {args.server!r} is not on, on@SECONDS (e.g. on@0.1) or on+KEY=VALUE "
             "(e.g. on+buffer_capacity=100000)"
